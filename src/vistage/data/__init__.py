@@ -1,0 +1,1 @@
+"""Data: sources (by keyword), the decoded local store, and splits."""

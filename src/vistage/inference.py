@@ -1,0 +1,46 @@
+"""Running a trained model over part of the store, and rebuilding a model from a checkpoint."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batches import Normalizer, iterate_batches
+from .checkpoint import load_checkpoint
+from .models import build_model
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, index: np.ndarray, normalize: Normalizer,
+                   batch_size: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """Logits (on the CPU) for the store rows `index`, and those rows in the order of the logits."""
+    model.eval()
+    dummy = np.zeros(len(images), dtype=np.int64)
+    outs, order = [], []
+    for x, _, rows in iterate_batches(images, dummy, np.asarray(index), batch_size, shuffle=False):
+        outs.append(model(normalize(x.to(device, non_blocking=True))).float().cpu())
+        order.append(rows)
+    if not outs:
+        return torch.zeros(0, 0), np.zeros(0, dtype=np.int64)
+    return torch.cat(outs), np.concatenate(order)
+
+
+class TrainedModel:
+    """A checkpoint made usable: model in eval mode, its normaliser, classes and params."""
+
+    def __init__(self, checkpoint_path: str | Path, device: torch.device):
+        ckpt = load_checkpoint(checkpoint_path)
+        self.params = ckpt["params"]
+        self.classes: list[str] = list(ckpt["classes"])
+        self.image_size = int(ckpt["image_size"])
+        self.model = build_model(self.params["model"], num_classes=len(self.classes),
+                                 drop_rate=self.params["drop_rate"])
+        self.model.load_state_dict(ckpt["model"])
+        self.model.to(device).eval()
+        self.normalize = Normalizer(ckpt["normalize"]["mean"], ckpt["normalize"]["std"], device)
+        self.device = device
+        self.epoch = int(ckpt["epoch"])
+
+    def logits(self, images: np.ndarray, index: np.ndarray, batch_size: int = 256):
+        return predict_logits(self.model, images, index, self.normalize, batch_size, self.device)

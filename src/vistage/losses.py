@@ -1,0 +1,12 @@
+"""Loss registry."""
+
+from torch import nn
+
+from .registry import Registry
+
+LOSSES = Registry("loss")
+
+
+@LOSSES.register("cross_entropy", help="cross-entropy with label_smoothing")
+def cross_entropy(params) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)

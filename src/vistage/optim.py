@@ -1,0 +1,146 @@
+"""Optimizers (timm's factory, every name it knows) and learning-rate schedules.
+
+Every schedule is wrapped in the same small interface so the training loop does not care
+which one it runs: `step_batch()` after each optimisation step, `step_epoch(val_metric)` after
+each validation.
+"""
+
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from .registry import Provider, Registry
+
+
+class TimmOptimizers(Provider):
+    help = "any optimizer of timm.optim.create_optimizer_v2 (timm.optim.list_optimizers())"
+    # bitsandbytes and apex variants need packages we do not install
+    _needs_extras = ("bnb", "fused")
+
+    @lru_cache(maxsize=1)
+    def names(self) -> tuple[str, ...]:
+        from timm.optim import list_optimizers
+
+        return tuple(n for n in list_optimizers() if not n.startswith(self._needs_extras))
+
+    def builder(self, name: str):
+        def build(model: nn.Module, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+            from timm.optim import create_optimizer_v2
+
+            kwargs = {"momentum": momentum} if name in ("sgd", "momentum", "nesterov", "sgdw", "sgdp", "rmsprop",
+                                                         "rmsproptf", "lars", "larc", "nlars", "nlarc") else {}
+            return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, **kwargs)
+
+        return build
+
+
+OPTIMIZERS = Registry("optimizer", provider=TimmOptimizers())
+
+
+class Schedule:
+    """Constant learning rate; the base of every schedule."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+
+    def step_batch(self) -> None:
+        pass
+
+    def step_epoch(self, val_metric: float) -> None:
+        pass
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class _TorchSchedule(Schedule):
+    def __init__(self, optimizer, scheduler, per_batch: bool):
+        super().__init__(optimizer)
+        self.scheduler, self.per_batch = scheduler, per_batch
+
+    def step_batch(self) -> None:
+        if self.per_batch:
+            self.scheduler.step()
+
+    def step_epoch(self, val_metric: float) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_metric)
+        elif not self.per_batch:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+class _TimmSchedule(_TorchSchedule):
+    """timm schedulers count updates themselves: feed them the running step number."""
+
+    def __init__(self, optimizer, scheduler):
+        super().__init__(optimizer, scheduler, per_batch=True)
+        self.updates = 0
+
+    def step_batch(self) -> None:
+        self.updates += 1
+        self.scheduler.step_update(self.updates)
+
+    def step_epoch(self, val_metric: float) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, **self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self.updates = state.pop("updates")
+        self.scheduler.load_state_dict(state)
+
+
+SCHEDULERS = Registry("scheduler")
+
+
+@SCHEDULERS.register("none", help="constant learning rate")
+def constant(optimizer, params, steps_per_epoch: int) -> Schedule:
+    return Schedule(optimizer)
+
+
+@SCHEDULERS.register("onecycle", help="OneCycleLR: warm up to lr, anneal to ~0 (per batch)")
+def onecycle(optimizer, params, steps_per_epoch: int) -> Schedule:
+    total = params.epochs * steps_per_epoch
+    pct = min(0.5, max(0.01, params.warmup_epochs / params.epochs)) if params.warmup_epochs else 0.01
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.lr, total_steps=total, pct_start=pct)
+    return _TorchSchedule(optimizer, sched, per_batch=True)
+
+
+@SCHEDULERS.register("cosine", help="cosine decay with linear warm-up (timm, per batch)")
+def cosine(optimizer, params, steps_per_epoch: int) -> Schedule:
+    from timm.scheduler import CosineLRScheduler
+
+    total = params.epochs * steps_per_epoch
+    warmup = int(params.warmup_epochs * steps_per_epoch)
+    sched = CosineLRScheduler(optimizer, t_initial=total, lr_min=params.lr * 1e-3, warmup_t=warmup,
+                              warmup_lr_init=params.lr * 0.01, t_in_epochs=False)
+    return _TimmSchedule(optimizer, sched)
+
+
+@SCHEDULERS.register("step", help="multiply lr by lr_factor every lr_step_epochs epochs")
+def step(optimizer, params, steps_per_epoch: int) -> Schedule:
+    sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=params.lr_step_epochs, gamma=params.lr_factor)
+    return _TorchSchedule(optimizer, sched, per_batch=False)
+
+
+@SCHEDULERS.register("plateau", help="multiply lr by lr_factor when validation accuracy stalls lr_patience epochs")
+def plateau(optimizer, params, steps_per_epoch: int) -> Schedule:
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=params.lr_factor,
+                                                       patience=params.lr_patience)
+    return _TorchSchedule(optimizer, sched, per_batch=False)

@@ -1,0 +1,126 @@
+"""The params.yaml schema: one typed, strict model of every hyperparameter.
+
+Strict means an unknown key is an error (as in nanoGPT's configurator), so a typo such as
+`lrr: 0.1` never silently trains with the default. The frequently tuned training knobs sit at
+the top level so `dvc exp run -S lr=1e-4` works as written; data settings are grouped under
+`data:`. Keywords (model, optimizer, ...) are checked against the registries by
+`check_keywords`, which imports the component modules (and so torch) only when called.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import VistageError, closest
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataParams(_Strict):
+    source: str = Field("digits", description="data source keyword (`vistage list sources`)")
+    path: str | None = Field(None, description="where the source data is (folder, archive, CSV)")
+    image_size: int = Field(32, ge=4, le=4096, description="side of the square images in the store")
+    val_fraction: float = Field(0.15, ge=0, lt=1, description="share of the data held out for validation")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="share of the data held out for testing")
+    split_seed: int = Field(0, description="seed of the split, separate from the training seed")
+
+
+class Params(_Strict):
+    # reproducibility
+    seed: int = Field(42, description="seed for python, numpy and torch")
+    deterministic: bool = Field(True, description="use deterministic kernels (same metrics on rerun)")
+    # model
+    model: str = Field("simple_cnn", description="model keyword: any timm model or a vistage model")
+    pretrained: bool = Field(False, description="start from pretrained weights")
+    drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
+    # optimisation
+    epochs: int = Field(15, ge=1, description="number of training epochs")
+    batch_size: int = Field(64, ge=1, description="images per optimisation step")
+    lr: float = Field(0.003, gt=0, description="(peak) learning rate")
+    weight_decay: float = Field(0.0005, ge=0, description="weight decay")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum for SGD-type optimizers")
+    optimizer: str = Field("adamw", description="optimizer keyword")
+    scheduler: str = Field("onecycle", description="learning-rate schedule keyword")
+    warmup_epochs: float = Field(1.0, ge=0, description="warm-up length for cosine and onecycle")
+    lr_factor: float = Field(0.1, gt=0, lt=1, description="decay factor for the step and plateau schedules")
+    lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decaying")
+    lr_step_epochs: int = Field(10, ge=1, description="step: epochs between decays")
+    loss: str = Field("cross_entropy", description="loss keyword")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing for cross-entropy")
+    augment: list[str] = Field(default_factory=lambda: ["crop"], description="augmentation keywords, in order")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to train")
+    data: DataParams = Field(default_factory=DataParams)
+
+    def training_dict(self) -> dict[str, Any]:
+        """Every param that shapes a trained model (stored in checkpoints to detect stale resumes)."""
+        return self.model_dump(mode="json")
+
+
+def _suggest_key(model: type[BaseModel], key: str) -> str:
+    hint = closest(key, model.model_fields)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
+
+
+def _submodel(loc: tuple) -> type[BaseModel]:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            break
+        model = field.annotation
+    return model
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in loc)
+    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    if first["type"] == "extra_forbidden":
+        parent = _submodel(loc)
+        valid = ", ".join(parent.model_fields)
+        return (f"{path}: unknown key {key!r}{_suggest_key(parent, str(loc[-1]))} "
+                f"valid keys here: {valid}{more}")
+    return f"{path}: {key}: {first['input']!r} is not valid: {first['msg'].lower()}{more}"
+
+
+def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
+    """Read and validate params.yaml; raise VistageError with one line on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise VistageError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise VistageError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise VistageError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as err:
+        raise VistageError(_format_error(path, err)) from None
+    if check:
+        check_keywords(params, where=str(path))
+    return params
+
+
+def check_keywords(params: Params, where: str = "params.yaml") -> None:
+    """Check every keyword against its registry (imports the component modules)."""
+    from .registries import AUGMENTATIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, SOURCES
+
+    MODELS.check(params.model, "model", where)
+    OPTIMIZERS.check(params.optimizer, "optimizer", where)
+    SCHEDULERS.check(params.scheduler, "scheduler", where)
+    LOSSES.check(params.loss, "loss", where)
+    for name in params.augment:
+        AUGMENTATIONS.check(name, "augment", where)
+    SOURCES.check(params.data.source, "data.source", where)
+    if params.data.val_fraction + params.data.test_fraction >= 1:
+        raise VistageError(f"{where}: data.val_fraction + data.test_fraction must be below 1, got "
+                           f"{params.data.val_fraction} + {params.data.test_fraction}")

@@ -1,0 +1,21 @@
+"""Every registry in one place, for `vistage list` and params checking.
+
+Importing this module imports the component modules, and so torch: keep it off the
+`vistage --help` path.
+"""
+
+from .augment import AUGMENTATIONS
+from .data.sources import SOURCES
+from .losses import LOSSES
+from .models import MODELS
+from .optim import OPTIMIZERS, SCHEDULERS
+
+# keyword in `vistage list KIND` -> registry
+ALL = {
+    "models": MODELS,
+    "optimizers": OPTIMIZERS,
+    "schedulers": SCHEDULERS,
+    "losses": LOSSES,
+    "augmentations": AUGMENTATIONS,
+    "sources": SOURCES,
+}
