@@ -88,8 +88,25 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"{path}: {key}: {first['input']!r} is not valid: {first['msg'].lower()}{more}"
 
 
-def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
-    """Read and validate params.yaml; raise VistageError with one line on any problem."""
+# params key -> (module, registry) it is checked against; imported only when checked
+KEYWORD_REGISTRIES = {
+    "model": ("vistage.models", "MODELS"),
+    "optimizer": ("vistage.optim", "OPTIMIZERS"),
+    "scheduler": ("vistage.optim", "SCHEDULERS"),
+    "loss": ("vistage.losses", "LOSSES"),
+    "augment": ("vistage.augment", "AUGMENTATIONS"),
+    "data.source": ("vistage.data.sources", "SOURCES"),
+}
+DATA_KEYWORDS = ("data.source",)
+
+
+def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tuple(KEYWORD_REGISTRIES)) -> Params:
+    """Read and validate params.yaml; raise VistageError with one line on any problem.
+
+    Every stage validates the whole file (types, ranges, unknown keys); `keywords` names the
+    registry keywords the calling stage uses, checked too. Checking the model or optimizer
+    imports torch and timm, which the data stages do not need.
+    """
     path = Path(path)
     if not path.is_file():
         raise VistageError(f"{path}: params file not found")
@@ -105,22 +122,23 @@ def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
         params = Params.model_validate(raw)
     except ValidationError as err:
         raise VistageError(_format_error(path, err)) from None
-    if check:
-        check_keywords(params, where=str(path))
+    if params.data.val_fraction + params.data.test_fraction >= 1:
+        raise VistageError(f"{path}: data.val_fraction + data.test_fraction must be below 1, got "
+                           f"{params.data.val_fraction} + {params.data.test_fraction}")
+    check_keywords(params, keywords, where=str(path))
     return params
 
 
-def check_keywords(params: Params, where: str = "params.yaml") -> None:
-    """Check every keyword against its registry (imports the component modules)."""
-    from .registries import AUGMENTATIONS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, SOURCES
+def check_keywords(params: Params, keywords: tuple[str, ...] = tuple(KEYWORD_REGISTRIES),
+                   where: str = "params.yaml") -> None:
+    """Check the named keyword params against their registries."""
+    import importlib
 
-    MODELS.check(params.model, "model", where)
-    OPTIMIZERS.check(params.optimizer, "optimizer", where)
-    SCHEDULERS.check(params.scheduler, "scheduler", where)
-    LOSSES.check(params.loss, "loss", where)
-    for name in params.augment:
-        AUGMENTATIONS.check(name, "augment", where)
-    SOURCES.check(params.data.source, "data.source", where)
-    if params.data.val_fraction + params.data.test_fraction >= 1:
-        raise VistageError(f"{where}: data.val_fraction + data.test_fraction must be below 1, got "
-                           f"{params.data.val_fraction} + {params.data.test_fraction}")
+    for key in keywords:
+        module, attr = KEYWORD_REGISTRIES[key]
+        registry = getattr(importlib.import_module(module), attr)
+        value = params.model_dump()
+        for part in key.split("."):
+            value = value[part]
+        for name in value if isinstance(value, list) else [value]:
+            registry.check(name, key, where)

@@ -170,8 +170,8 @@ def train(params: Params, paths: TrainPaths = TrainPaths()) -> dict:
             if improved:
                 save_checkpoint(best_path, state)
             save_checkpoint(last_path, state)
-            line = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-            console.print(f"epoch {epoch + 1}/{params.epochs}  {line}{'  *best' if improved else ''}")
+            line = "  ".join(f"{k} {v:.3g}" if k == "lr" else f"{k} {v:.4f}" if abs(v) < 10 else f"{k} {v:.0f}" for k, v in metrics.items())
+            console.print(f"epoch {epoch + 1}/{params.epochs}  {line}{'  *best' if improved else ''}", soft_wrap=True)
             progress.update(epochs_task, advance=1, info=f"best {monitor} {best_metric:.4f}")
             summary = metrics
     live.end()

@@ -18,7 +18,7 @@ def evaluate(params: Path = ParamsOption,
     from ..io import atomic_path, write_json
     from ..params import load_params
 
-    p = load_params(params)
+    p = load_params(params, keywords=())
     pred, _, classes = predict_split(checkpoint, store, split, p.device)
     summary = classification_metrics(pred, classes)
     with atomic_path(per_class) as tmp:

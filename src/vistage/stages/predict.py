@@ -15,7 +15,7 @@ def predict(params: Path = ParamsOption,
     from ..io import atomic_path
     from ..params import load_params
 
-    p = load_params(params)
+    p = load_params(params, keywords=())
     pred, _, _ = predict_split(checkpoint, store, split, p.device)
     with atomic_path(out) as tmp:
         pred.table.to_csv(tmp, index=False)

@@ -12,9 +12,9 @@ def prepare(params: Path = ParamsOption,
     from ..data.sources import load_source
     from ..data.store import write_store
     from ..io import write_json
-    from ..params import load_params
+    from ..params import DATA_KEYWORDS, load_params
 
-    p = load_params(params)
+    p = load_params(params, keywords=DATA_KEYWORDS)
     stats = write_store(out, load_source(p.data), p.data.image_size)
     write_json(metrics, stats)
     typer.echo(f"prepare: {stats['images']} images, {stats['classes']} classes -> {out}")

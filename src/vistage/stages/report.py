@@ -15,6 +15,6 @@ def report(params: Path = ParamsOption,
     from ..params import load_params
     from ..report import build_report
 
-    p = load_params(params)
+    p = load_params(params, keywords=())
     write_text(out, build_report(p, metrics, predictions, store))
     typer.echo(f"report: {out}")

@@ -13,9 +13,9 @@ def split(params: Path = ParamsOption,
     from ..data.split import SPLITS, split_table
     from ..data.store import load_store
     from ..io import atomic_path, write_json
-    from ..params import load_params
+    from ..params import DATA_KEYWORDS, load_params
 
-    p = load_params(params)
+    p = load_params(params, keywords=DATA_KEYWORDS)
     st = load_store(store)
     table = split_table(st.samples, st.classes, p.data.val_fraction, p.data.test_fraction, p.data.split_seed)
     with atomic_path(out) as tmp:
