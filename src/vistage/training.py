@@ -156,7 +156,7 @@ def train(params: Params, paths: TrainPaths = TrainPaths()) -> dict:
             metrics["throughput"] = seen / elapsed
             schedule.step_epoch(metrics[monitor])
             for name, value in metrics.items():
-                live.log_metric(name, round(float(value), 6))
+                live.log_metric(name, float(value))
             live.next_step()
 
             improved = metrics[monitor] > best_metric

@@ -1,0 +1,89 @@
+"""Shared fixtures: small params, a prepared digits store, and a throwaway copy of the project."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+BIN = Path(sys.executable).parent  # the venv's bin: vistage and dvc live here
+
+
+def run_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env["COLUMNS"] = "200"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=run_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def default_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+# A fast configuration: digits at 8x8 (their native size), two epochs.
+TINY = {"epochs": 2, "batch_size": 64, "data": {"image_size": 8}}
+
+
+def merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def write_params(tmp_path):
+    def write(override: dict | None = None, name: str = "params.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(merged(merged(default_params(), TINY), override or {}), sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def digits_store(tmp_path_factory):
+    """A prepared digits store and split at 8x8, built once per test session."""
+    from vistage.data.sources import load_source
+    from vistage.data.split import split_table
+    from vistage.data.store import load_store, write_store
+    from vistage.params import Params
+
+    base = tmp_path_factory.mktemp("digits")
+    p = Params.model_validate(merged(default_params(), TINY))
+    write_store(base / "prepared", load_source(p.data), 8)
+    store = load_store(base / "prepared")
+    split_table(store.samples, store.classes, 0.15, 0.15, 0).to_csv(base / "split.csv", index=False)
+    return base
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the project's tracked files in a fresh git repository with one commit."""
+    dest = tmp_path / "project"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for rel in filter(None, files.stdout.split("\0")):
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith(("metrics/", "tests/", "bench/")) and rel != "dvc.lock":
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / "metrics").mkdir(exist_ok=True)
+    params = merged(default_params(), TINY)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "t"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        run(cmd, dest)
+    return dest

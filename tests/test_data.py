@@ -1,0 +1,108 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from vistage.data.images import fit, to_rgb, to_store_array
+from vistage.data.sources import Sample, SourceData
+from vistage.data.split import split_table
+from vistage.data.store import load_store, write_store
+from vistage.errors import VistageError
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "RGB", "1", "F"])
+def test_every_mode_becomes_rgb(mode):
+    img = Image.new(mode, (5, 4))
+    out = to_rgb(img)
+    assert out.mode == "RGB" and out.size == (5, 4)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    arr = np.array([[0, 1000], [30000, 65535]], dtype=np.uint16)
+    out = np.asarray(to_rgb(Image.fromarray(arr)))
+    assert out[1, 1, 0] == 255 and 0 < out[1, 0, 0] < 255
+
+
+def test_exif_orientation_is_applied():
+    img = Image.new("RGB", (6, 3))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90
+    img.info["exif"] = exif.tobytes()
+    img = Image.open(_roundtrip(img, exif))
+    assert to_rgb(img).size == (3, 6)
+
+
+def _roundtrip(img, exif):
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    buf.seek(0)
+    return buf
+
+
+def test_fit_keeps_pixels_at_matching_size_and_resizes_otherwise():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    assert np.array_equal(np.asarray(fit(img, 8)), np.asarray(img))
+    assert fit(Image.new("RGB", (500, 375)), 64).size == (64, 64)
+    assert fit(Image.new("RGB", (500, 375)), 64, "pad").size == (64, 64)
+
+
+def _source(n_per_class: dict[str, int]) -> SourceData:
+    samples = []
+    for cls, n in n_per_class.items():
+        for i in range(n):
+            value = (i * 7) % 255
+            samples.append(Sample(f"{cls}/{i}.png", cls, lambda v=value: Image.new("L", (6, 6), v)))
+    return SourceData(sorted(n_per_class), samples, "test")
+
+
+def test_store_roundtrip(tmp_path):
+    stats = write_store(tmp_path / "store", _source({"a": 3, "b": 2}), 4)
+    store = load_store(tmp_path / "store")
+    assert store.images.shape == (5, 4, 4, 3) and store.images.dtype == np.uint8
+    assert store.classes == ["a", "b"]
+    assert store.samples["label"].tolist() == [0, 0, 0, 1, 1]
+    assert stats["per_class"] == {"a": 3, "b": 2} and stats["sizes_seen"] == {"6x6": 5}
+
+
+def test_rewriting_a_store_replaces_it_whole(tmp_path):
+    write_store(tmp_path / "store", _source({"a": 3, "b": 2}), 4)
+    write_store(tmp_path / "store", _source({"x": 2}), 4)
+    assert load_store(tmp_path / "store").classes == ["x"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no temporary leftovers
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    with pytest.raises(VistageError, match="run `vistage prepare` first"):
+        load_store(tmp_path / "nothing")
+
+
+def _samples(counts):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return pd.DataFrame({"index": np.arange(len(labels)), "label": labels})
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    samples = _samples([50, 30, 20])
+    a = split_table(samples, ["x", "y", "z"], 0.2, 0.2, seed=3)
+    b = split_table(samples, ["x", "y", "z"], 0.2, 0.2, seed=3)
+    c = split_table(samples, ["x", "y", "z"], 0.2, 0.2, seed=4)
+    assert a.equals(b) and not a.equals(c)
+    assert a["split"].value_counts().to_dict() == {"train": 60, "val": 20, "test": 20}
+    joined = a.merge(samples, on="index")
+    for split in ("train", "val", "test"):
+        assert set(joined.loc[joined["split"] == split, "label"]) == {0, 1, 2}
+    # the class proportions hold in every split (within one image)
+    test_counts = joined[joined["split"] == "test"]["label"].value_counts().sort_index().tolist()
+    assert all(abs(n - e) <= 1 for n, e in zip(test_counts, [10, 6, 4]))
+
+
+def test_split_refuses_too_few_images_for_the_classes():
+    with pytest.raises(VistageError, match="fewer than the 3 classes"):
+        split_table(_samples([4, 4, 4]), ["x", "y", "z"], 0.1, 0.1, seed=0)
+
+
+def test_split_refuses_a_class_with_one_image():
+    with pytest.raises(VistageError, match="class 'z' has fewer than 2 images"):
+        split_table(_samples([20, 20, 1]), ["x", "y", "z"], 0.2, 0.2, seed=0)

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+
+import vistage.training as training
+from vistage.checkpoint import load_checkpoint
+from vistage.params import Params
+from vistage.training import TrainPaths, train
+
+from .conftest import TINY, default_params, merged
+
+
+def _params(**override) -> Params:
+    return Params.model_validate(merged(merged(default_params(), TINY), override))
+
+
+def _paths(store_dir, out_dir) -> TrainPaths:
+    return TrainPaths(store_dir / "prepared", store_dir / "split.csv", out_dir / "models", out_dir / "live")
+
+
+def test_train_returns_metrics_and_writes_checkpoints_and_curves(digits_store, tmp_path):
+    result = train(_params(epochs=3), _paths(digits_store, tmp_path))
+    assert result["val/acc"] > 0.5  # 3 epochs at 8x8 already learn digits
+    assert set(result) >= {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput", "best_val_acc"}
+    best = load_checkpoint(tmp_path / "models" / "best.pt")
+    last = load_checkpoint(tmp_path / "models" / "last.pt")
+    assert last["epoch"] == 3 and best["epoch"] <= 3
+    assert best["classes"] == [str(i) for i in range(10)]
+    assert best["params"] == _params(epochs=3).training_dict()
+    logged = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert logged["step"] == 2 and logged["val"]["acc"] == pytest.approx(result["val/acc"])
+    curve = (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    assert len(curve) == 1 + 3
+
+
+def test_same_seed_same_metrics(digits_store, tmp_path):
+    a = train(_params(), _paths(digits_store, tmp_path / "a"))
+    b = train(_params(), _paths(digits_store, tmp_path / "b"))
+    a.pop("throughput"), b.pop("throughput")
+    assert a == b
+
+
+def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path, monkeypatch):
+    params = _params(epochs=3, augment=["crop", "flip"])
+    full = train(params, _paths(digits_store, tmp_path / "full"))
+
+    real_save = training.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if path.name == "last.pt" and state["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    paths = _paths(digits_store, tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        train(params, paths)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    resumed = train(params, paths)
+    full.pop("throughput"), resumed.pop("throughput")
+    assert resumed == full
+    logged = (paths.live / "plots" / "metrics" / "val" / "acc.tsv").read_text().splitlines()
+    assert len(logged) == 1 + 3  # the curve continues instead of restarting
+
+
+def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsys):
+    paths = _paths(digits_store, tmp_path)
+    train(_params(epochs=1), paths)
+    first = load_checkpoint(paths.models / "last.pt")
+    train(_params(epochs=2, lr=0.01), paths)
+    out = capsys.readouterr().err
+    assert "trained with other params; starting fresh" in out
+    assert load_checkpoint(paths.models / "last.pt")["params"]["lr"] == 0.01
+    assert first["params"]["lr"] != 0.01
+
+
+def test_timm_model_trains(digits_store, tmp_path):
+    result = train(_params(model="resnet18", epochs=1), _paths(digits_store, tmp_path))
+    assert torch.isfinite(torch.tensor(result["train/loss"]))
