@@ -36,7 +36,9 @@ def _table(rows: list[tuple], header: tuple | None = None) -> str:
 
 
 def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
+    return str(v)
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple]:
@@ -60,7 +62,7 @@ def line_chart(title: str, series: dict[str, tuple[list, list]], width: int = 48
     y0, y1 = ys.min(), ys.max()
     if y1 - y0 < 1e-12:
         y0, y1 = y0 - 0.5, y1 + 0.5
-    left, right, top, bottom = 50, 10, 25, 30
+    left, right, top, bottom = 62, 10, 25, 30
     pw, ph = width - left - right, height - top - bottom
 
     def px(x):
@@ -140,7 +142,10 @@ def build_report(params: Params, metrics_dir: Path, predictions_csv: Path, store
     sections = [f"<h1>vistage report</h1><p class=sub>model <b>{html.escape(params.model)}</b> on "
                 f"<b>{html.escape(params.data.source)}</b>, {params.epochs} epochs</p>"]
     sections.append("<h2>Test metrics</h2>" + _table([(k, v) for k, v in eval_metrics.items()], ("metric", "value")))
-    sections.append("<h2>Last training epoch</h2>" + _table(_flatten(train_metrics), ("metric", "value")))
+    # DVCLive counts steps from 0: show the number of epochs trained instead
+    epochs_trained = [("epochs trained", train_metrics.pop("step") + 1)] if "step" in train_metrics else []
+    sections.append("<h2>Last training epoch</h2>" + _table(epochs_trained + _flatten(train_metrics),
+                                                             ("metric", "value")))
     charts = [line_chart("loss", {"train": _curve(live, "train/loss"), "val": _curve(live, "val/loss")}),
               line_chart("accuracy", {"train": _curve(live, "train/acc"), "val": _curve(live, "val/acc")}),
               line_chart("learning rate", {"lr": _curve(live, "lr")})]
