@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from vistage.data.images import fit, to_rgb, to_store_array
-from vistage.data.sources import Sample, SourceData
+from vistage.data.sources import ArrayReader, Sample, SourceData
 from vistage.data.split import split_table
 from vistage.data.store import load_store, write_store
 from vistage.errors import VistageError
@@ -49,16 +49,16 @@ def test_fit_keeps_pixels_at_matching_size_and_resizes_otherwise():
 
 
 def _source(n_per_class: dict[str, int]) -> SourceData:
-    samples = []
+    samples, pixels = [], []
     for cls, n in n_per_class.items():
         for i in range(n):
-            value = (i * 7) % 255
-            samples.append(Sample(f"{cls}/{i}.png", cls, lambda v=value: Image.new("L", (6, 6), v)))
-    return SourceData(sorted(n_per_class), samples, "test")
+            pixels.append(np.full((6, 6), (i * 7) % 255, dtype=np.uint8))
+            samples.append(Sample(f"{cls}/{i}.png", cls, len(samples)))
+    return SourceData(sorted(n_per_class), samples, ArrayReader(np.stack(pixels)), "test")
 
 
 def test_store_roundtrip(tmp_path):
-    stats = write_store(tmp_path / "store", _source({"a": 3, "b": 2}), 4)
+    stats = write_store(tmp_path / "store", _source({"a": 3, "b": 2}), 4, workers=1)
     store = load_store(tmp_path / "store")
     assert store.images.shape == (5, 4, 4, 3) and store.images.dtype == np.uint8
     assert store.classes == ["a", "b"]

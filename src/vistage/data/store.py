@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import VistageError
 from ..io import atomic_dir
-from .images import to_store_array
+from .decode import decode_all, default_workers
 from .sources import SourceData
 
 IMAGES, SAMPLES, CLASSES = "images.npy", "samples.csv", "classes.json"
+SHOWN_BAD = 3  # bad files named in the error line
 
 
 @dataclass
@@ -36,37 +37,88 @@ class Store:
         return int(self.images.shape[1])
 
 
-def write_store(out_dir: str | Path, source: SourceData, image_size: int, policy: str = "crop") -> dict:
-    """Decode every sample of `source` into a new store at `out_dir`; return data statistics."""
-    class_index = {c: i for i, c in enumerate(source.classes)}
-    n = len(source.samples)
-    rows, sizes = [], Counter()
+def _bad_error(bad: list[tuple[str, str]]) -> VistageError:
+    first = "; ".join(f"{name} ({why})" for name, why in bad[:SHOWN_BAD])
+    return VistageError(f"prepare: {len(bad)} bad image(s): {first}{' ...' if len(bad) > SHOWN_BAD else ''} "
+                        f"(set data.on_bad_image: skip to leave them out and list them in metrics/data.json)")
+
+
+def write_store(out_dir: str | Path, source: SourceData, image_size: int, policy: str = "crop",
+                on_bad_image: str = "error", workers: int | None = None) -> dict:
+    """Decode every sample of `source` into a new store at `out_dir`; return data statistics.
+
+    The old store is replaced only when the new one is complete (and not at all on error)."""
+    samples = source.samples
+    n = len(samples)
+    bad = list(source.bad)
+    if bad and on_bad_image == "error":
+        raise _bad_error(bad)  # refused while listing: stop before decoding anything
+    sizes: Counter = Counter()
+    ok = np.zeros(n, dtype=bool)
     with atomic_dir(out_dir) as tmp:
-        images = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np.uint8,
+        images = np.lib.format.open_memmap(tmp / "decoded.npy", mode="w+", dtype=np.uint8,
                                            shape=(n, image_size, image_size, 3))
-        with Progress(transient=True) as progress:
-            task = progress.add_task("prepare: decoding", total=n)
-            for i, sample in enumerate(source.samples):
-                img = sample.load()
-                sizes[f"{img.width}x{img.height}"] += 1
-                images[i] = to_store_array(img, image_size, policy)
-                label = -1 if sample.label is None else class_index[sample.label]
-                rows.append((i, sample.id, label, sample.split or "", sample.group or ""))
-                progress.advance(task)
-        images.flush()
-        del images
-        table = pd.DataFrame(rows, columns=["index", "id", "label", "split", "group"])
+        columns = [TextColumn("prepare: decoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("decode", total=n)
+            payloads = source.reader.payloads(samples)
+            for i, arr, seen, error in decode_all(payloads, image_size, policy, workers or default_workers(),
+                                                  lambda k: progress.advance(task, k)):
+                if error:
+                    bad.append((samples[i].id, error))
+                else:
+                    images[i], ok[i] = arr, True
+                    sizes[seen] += 1
+        if bad and on_bad_image == "error":
+            bad.sort(key=lambda b: b[0])
+            raise _bad_error(bad)
+        keep = np.flatnonzero(ok)
+        if len(keep) == 0:
+            raise VistageError(f"prepare: no usable images in {source.description}")
+        if len(keep) < n:  # skipped files: compact the array, chunk by chunk
+            final = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np.uint8,
+                                              shape=(len(keep), image_size, image_size, 3))
+            for start in range(0, len(keep), 4096):
+                final[start:start + 4096] = images[keep[start:start + 4096]]
+            final.flush()
+            del final, images
+            (tmp / "decoded.npy").unlink()
+        else:
+            images.flush()
+            del images
+            (tmp / "decoded.npy").rename(tmp / IMAGES)
+        class_index = {c: i for i, c in enumerate(source.classes)}
+        kept = [samples[i] for i in keep]
+        table = pd.DataFrame({
+            "index": np.arange(len(kept)),
+            "id": [s.id for s in kept],
+            "label": [-1 if s.label is None else class_index[s.label] for s in kept],
+            "split": [s.split or "" for s in kept],
+            "group": [s.group or "" for s in kept],
+        })
         table.to_csv(tmp / SAMPLES, index=False)
         (tmp / CLASSES).write_text(json.dumps({"classes": source.classes, "image_size": image_size,
                                                "source": source.description}, indent=2) + "\n")
+    return data_stats(table, source.classes, image_size, sizes, bad)
+
+
+def data_stats(table: pd.DataFrame, classes: list[str], image_size: int, sizes: Counter,
+               bad: list[tuple[str, str]]) -> dict:
+    by_split = {}
+    for split, part in table.groupby("split"):
+        counts = Counter(part["label"].tolist())
+        by_split[split or "unassigned"] = {c: counts.get(i, 0) for i, c in enumerate(classes)}
     counts = Counter(table["label"].tolist())
     return {
-        "images": n,
-        "classes": len(source.classes),
+        "images": int(len(table)),
+        "classes": len(classes),
+        "unlabeled": int(counts.get(-1, 0)),
         "image_size": image_size,
-        "per_class": {c: counts.get(i, 0) for c, i in class_index.items()},
-        "sizes_seen": dict(sizes.most_common(10)),
-        "skipped": [],
+        "per_class": {c: counts.get(i, 0) for i, c in enumerate(classes)},
+        "per_predefined_split": by_split,
+        "sizes_seen": dict(sizes.most_common(20)),
+        "distinct_sizes": len(sizes),
+        "skipped": [{"file": name, "reason": why} for name, why in sorted(bad)],
     }
 
 

@@ -15,6 +15,8 @@ def prepare(params: Path = ParamsOption,
     from ..params import DATA_KEYWORDS, load_params
 
     p = load_params(params, keywords=DATA_KEYWORDS)
-    stats = write_store(out, load_source(p.data), p.data.image_size)
+    stats = write_store(out, load_source(p.data), p.data.image_size, p.data.resize, p.data.on_bad_image,
+                        p.data.workers)
     write_json(metrics, stats)
-    typer.echo(f"prepare: {stats['images']} images, {stats['classes']} classes -> {out}")
+    skipped = f", {len(stats['skipped'])} bad files skipped" if stats["skipped"] else ""
+    typer.echo(f"prepare: {stats['images']} images, {stats['classes']} classes{skipped} -> {out}")

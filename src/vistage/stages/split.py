@@ -24,6 +24,6 @@ def split(params: Path = ParamsOption,
     counts = {s: {"images": int((joined["split"] == s).sum()),
                   "per_class": {st.classes[c]: int(n) for c, n in
                                 joined.loc[joined["split"] == s, "label"].value_counts().sort_index().items() if c >= 0}}
-              for s in SPLITS}
+              for s in (*SPLITS, "unlabeled") if (joined["split"] == s).any() or s in SPLITS}
     write_json(metrics, counts)
     typer.echo("split: " + ", ".join(f"{s} {counts[s]['images']}" for s in SPLITS) + f" -> {out}")

@@ -1,0 +1,79 @@
+"""The `cifar` source: CIFAR-10/100 python batches from a local folder or the original
+`cifar-10-python.tar.gz` / `cifar-100-python.tar.gz` archive (downloaded by torchvision only when
+`data.download: true`). The batches are pickles: they are read with an unpickler that only
+builds numpy arrays and plain containers, so a crafted file cannot run code."""
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VistageError
+from .sources import SOURCES, ArrayReader, Sample, SourceData
+
+_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _unpickle(data: bytes, where: str) -> dict:
+    try:
+        obj = _ArraysOnly(io.BytesIO(data), encoding="latin1").load()
+    except Exception as exc:
+        raise VistageError(f"{where}: not a CIFAR python batch ({exc})") from None
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _read_files(path: Path) -> dict[str, bytes]:
+    """Name -> bytes of the batch files, from a folder or the original archive."""
+    if path.is_dir():
+        return {f.name: f.read_bytes() for f in path.rglob("*") if f.is_file() and not f.name.endswith(".html")}
+    try:
+        with tarfile.open(path) as tar:
+            return {Path(m.name).name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    except (tarfile.TarError, OSError) as exc:
+        raise VistageError(f"{path}: not a readable CIFAR archive ({exc})") from None
+
+
+@SOURCES.register("cifar", help="CIFAR-10/100 python batches (folder or cifar-*-python.tar.gz); train/test kept")
+def cifar(dp) -> SourceData:
+    if not dp.path:
+        raise VistageError("params.yaml: data.path: the 'cifar' source needs the folder of the python batches")
+    path = Path(dp.path).expanduser()
+    if not path.exists():
+        if not dp.download:
+            raise VistageError(f"params.yaml: data.path: {str(path)!r} does not exist (set data.download: true "
+                               f"to fetch CIFAR-10 with torchvision)")
+        from torchvision.datasets import CIFAR10
+
+        CIFAR10(root=str(path), download=True)
+    files = _read_files(path)
+    if "data_batch_1" in files:  # CIFAR-10
+        parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+        meta, label_key, names_key = "batches.meta", "labels", "label_names"
+    elif "train" in files and "meta" in files:  # CIFAR-100
+        parts = {"train": ["train"], "test": ["test"]}
+        meta, label_key, names_key = "meta", "fine_labels", "fine_label_names"
+    else:
+        raise VistageError(f"{path}: no CIFAR batches found (expected data_batch_1..5 and test_batch, or train/test)")
+    classes = [c.decode() if isinstance(c, bytes) else c for c in _unpickle(files[meta], f"{path}/{meta}")[names_key]]
+    arrays, samples = [], []
+    for split, names in parts.items():
+        for name in names:
+            if name not in files:
+                raise VistageError(f"{path}: {name} is missing")
+            batch = _unpickle(files[name], f"{path}/{name}")
+            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            for j, label in enumerate(batch[label_key]):
+                samples.append(Sample(f"{name}/{j}", classes[label], len(samples), split))
+            arrays.append(data)
+    return SourceData(classes, samples, ArrayReader(np.concatenate(arrays)), f"CIFAR batches {path}")
