@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vistage.augment import AUGMENTATIONS, build_augment
+from vistage.augment import AUGMENTATIONS, BATCH, MIX, SAMPLE, build_augment, place_of
 from vistage.data.sources import SOURCES, load_source
 from vistage.errors import VistageError
 from vistage.losses import LOSSES
@@ -36,6 +36,35 @@ def test_any_timm_model_is_a_valid_keyword():
 
     assert all(name in MODELS for name in timm.list_models()[:50])
     assert "resnet1800" not in MODELS
+
+
+def test_packaged_efficientnet_lite0_weights_load_by_name():
+    from vistage.weights import packaged_weights
+
+    path = packaged_weights("tf_efficientnet_lite0")
+    assert path is not None  # the pip package is a project dependency
+    stem = next(iter(torch.load(path, map_location="cpu", weights_only=True).values()))
+    model = build_model("tf_efficientnet_lite0", 10, pretrained=True)
+    assert torch.equal(model.conv_stem.weight, stem)
+    assert model.get_classifier().out_features == 10  # the 1000-class head is left out
+
+
+def test_pretrained_from_a_weights_file_keeps_the_backbone(tmp_path):
+    source = build_model("resnet18", 5)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    model = build_model("resnet18", 10, pretrained=str(tmp_path / "w.pt"))
+    assert torch.equal(model.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    with pytest.raises(VistageError, match="not found"):
+        build_model("resnet18", 10, pretrained=str(tmp_path / "missing.pt"))
+
+
+def test_small_stem_keeps_small_images_large():
+    model = build_model("resnet18", 10, small_stem=True).eval()
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    features = model.forward_features(torch.randn(1, 3, 32, 32))
+    assert features.shape[-1] == 4  # 32 / 8 instead of 32 / 32
+    with pytest.raises(VistageError, match="small_stem"):
+        build_model("simple_cnn", 10, small_stem=True)
 
 
 def test_unknown_model_suggests_closest():
@@ -97,15 +126,58 @@ def test_losses(name):
     assert value.ndim == 0 and value.item() > 0
 
 
-@pytest.mark.parametrize("name", AUGMENTATIONS.own_names())
-def test_augmentations_keep_shape_and_change_pixels(name):
+def _names(place):
+    return [n for n in AUGMENTATIONS.own_names() if place_of(n) == place]
+
+
+def test_every_augmentation_recipe_r3_to_r5_needs_is_a_keyword():
+    needed = {"flip", "crop", "random_resized_crop", "color_jitter", "randaugment", "autoaugment", "trivialaugment",
+              "random_erasing", "mixup", "cutmix", "mixup_cutmix"}
+    assert needed <= set(AUGMENTATIONS.own_names())
+    assert {place_of(n) for n in AUGMENTATIONS.own_names()} == {SAMPLE, BATCH, MIX}
+
+
+@pytest.mark.parametrize("name", _names(BATCH))
+def test_batched_augmentations_keep_shape_and_values(name):
     torch.manual_seed(0)
     x = torch.randn(16, 3, 12, 12)
-    out = build_augment([name], 12)(x)
+    plan = build_augment([name], 12, 5, Params())
+    assert plan.sample is None and plan.mix is None and len(plan.batch) == 1
+    out = plan.apply_batch(x)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert not torch.equal(out, x)
-    # pixels are moved, not invented: each image keeps its values (up to the reflect padding)
-    assert torch.isclose(out.abs().max(), x.abs().max()) or out.abs().max() <= x.abs().max()
+    # pixels are moved or erased to the mean (0), never invented
+    assert out.abs().max() <= x.abs().max() + 1e-6
+
+
+@pytest.mark.parametrize("name", _names(SAMPLE))
+def test_sample_augmentations_keep_uint8_images_and_change_some(name):
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+    plan = build_augment([name], 16, 5, Params())
+    assert plan.batch == [] and plan.mix is None
+    outs = [plan.sample(x) for _ in range(20)]
+    assert all(o.shape == x.shape and o.dtype == torch.uint8 for o in outs)
+    assert any(not torch.equal(o, x) for o in outs)  # random: at least one of 20 draws changes the image
+
+
+@pytest.mark.parametrize("name", _names(MIX))
+def test_mixes_give_probability_targets(name):
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 12, 12), torch.randint(0, 5, (16,))
+    mix = build_augment([name], 12, 5, Params()).mix
+    mixed, target = mix(x, y)
+    assert mixed.shape == x.shape and target.shape == (16, 5)
+    assert torch.allclose(target.sum(1), torch.ones(16)) and (target >= 0).all()
+    assert not torch.equal(mixed, x)  # images of the batch were blended or pasted together
+    # the cross-entropy loss takes the soft targets, with label smoothing on top
+    loss = LOSSES.get("cross_entropy")(Params(label_smoothing=0.1))(torch.randn(16, 5), target)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_two_mixes_are_refused():
+    with pytest.raises(VistageError, match="keep one"):
+        build_augment(["mixup", "cutmix"], 12, 5, Params())
 
 
 PACKAGED_SOURCES = ["digits", "easy-vqa"]  # the file sources are tested on generated files in test_sources.py

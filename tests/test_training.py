@@ -41,8 +41,13 @@ def test_same_seed_same_metrics(digits_store, tmp_path):
     assert a == b
 
 
-def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path, monkeypatch):
-    params = _params(epochs=3, augment=["crop", "flip"])
+@pytest.mark.parametrize("extra", [
+    {},
+    {"augment": ["crop", "flip", "random_erasing", "mixup_cutmix"], "label_smoothing": 0.1, "ema_decay": 0.9},
+    {"augment": ["random_resized_crop", "randaugment", "flip"], "num_workers": 2, "accumulate": 2},
+], ids=["plain", "mix-ema", "workers-accumulate"])
+def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path, monkeypatch, extra):
+    params = _params(epochs=3, **{"augment": ["crop", "flip"], **extra})
     full = train(params, _paths(digits_store, tmp_path / "full"))
 
     real_save = training.save_checkpoint
@@ -78,3 +83,25 @@ def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsy
 def test_timm_model_trains(digits_store, tmp_path):
     result = train(_params(model="resnet18", epochs=1), _paths(digits_store, tmp_path))
     assert torch.isfinite(torch.tensor(result["train/loss"]))
+
+
+def test_frozen_backbone_trains_only_the_classifier(digits_store, tmp_path):
+    from vistage.models import build_model
+    from vistage.runtime import seed_everything
+
+    params = _params(epochs=1, freeze="backbone")
+    train(params, _paths(digits_store, tmp_path))
+    trained = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
+    seed_everything(params.seed, params.deterministic)  # the same initial weights as train() drew
+    initial = build_model(params.model, 10)
+    for name, p in initial.named_parameters():
+        assert torch.equal(trained[name], p.detach()) != name.startswith("head."), name
+
+
+def test_two_stage_unfreezes_after_freeze_epochs(digits_store, tmp_path):
+    train(_params(epochs=1, freeze="backbone"), _paths(digits_store, tmp_path / "a"))
+    frozen = load_checkpoint(tmp_path / "a" / "models" / "last.pt")["model"]
+    train(_params(epochs=2, freeze="backbone", freeze_epochs=1), _paths(digits_store, tmp_path / "b"))
+    thawed = load_checkpoint(tmp_path / "b" / "models" / "last.pt")["model"]
+    conv = "features.0.0.weight"
+    assert not torch.equal(frozen[conv], thawed[conv])  # the second epoch trained the backbone too

@@ -12,13 +12,24 @@ import torch
 
 
 class Normalizer:
-    def __init__(self, mean, std, device: torch.device):
+    """uint8 NHWC batch (on the device) -> normalised float NCHW, resized to `size` if given.
+
+    Resizing here, batched on the device, is how a 32 px store feeds a model pretrained at
+    224 px (recipe R3) without a 49x larger store or per-image CPU resizing.
+    """
+
+    def __init__(self, mean, std, device: torch.device, size: int | None = None):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.size = size
 
     def __call__(self, x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
         x = x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        if self.size and x.shape[-1] != self.size:
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                                align_corners=False, antialias=x.shape[-1] > self.size)
+        return x
 
 
 def channel_stats(images: np.ndarray, index: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
@@ -47,3 +58,69 @@ def iterate_batches(images: np.ndarray, labels: np.ndarray, index: np.ndarray, b
         # sorted reads are kinder to the page cache; the label order follows the images
         batch = np.sort(batch)
         yield torch.from_numpy(np.ascontiguousarray(images[batch])), torch.from_numpy(labels[batch]), batch
+
+
+def epoch_batches(index: np.ndarray, batch_size: int, generator: torch.Generator, drop_last: bool,
+                  rank: int = 0, world: int = 1, max_steps: int = 0) -> list[np.ndarray]:
+    """One epoch's shuffled batches of store rows, as this process's share.
+
+    Every process draws the same global order from the same seeded generator and takes every
+    `world`-th row of each global batch, so N processes together see exactly the batches one
+    process would: DDP's averaged gradient is the single-process gradient (BatchNorm statistics
+    aside), and `batch_size` means the same thing on one device or eight.
+    """
+    order = index[torch.randperm(len(index), generator=generator).numpy()]
+    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    batches = [np.sort(order[s:s + batch_size][rank::world]) for s in range(0, stop, batch_size)]
+    return batches[:max_steps] if max_steps else batches
+
+
+def store_batches(images: np.ndarray, labels: np.ndarray,
+                  batches: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    """The worker-free path: one fancy-index read of the memory-mapped store per batch."""
+    for batch in batches:
+        yield torch.from_numpy(np.ascontiguousarray(images[batch])), torch.from_numpy(labels[batch]), batch
+
+
+class SampleTransformed(torch.utils.data.Dataset):
+    """Store images through per-sample transforms: item i -> (uint8 HWC image, label, i)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        chw = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+        # back to HWC so a batch looks exactly like one from store_batches
+        return self.transform(chw).permute(1, 2, 0).contiguous(), int(self.labels[i]), i
+
+
+def _seed_worker(worker_id: int) -> None:
+    # the DataLoader seeds torch per worker from its generator; python's and numpy's RNGs it does not
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _collate(items):
+    images, labels, rows = zip(*items)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64), np.asarray(rows)
+
+
+def transformed_batches(dataset: SampleTransformed, batches: list[np.ndarray], num_workers: int,
+                        seed: int) -> torch.utils.data.DataLoader:
+    """Per-sample augmentations in `num_workers` processes, in the order of `batches`.
+
+    The worker RNGs derive from `seed` only (the caller mixes in epoch and rank), so a resumed
+    run draws the same augmentations as an uninterrupted one with the same `num_workers`.
+    """
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers,
+                      collate_fn=_collate, worker_init_fn=_seed_worker,
+                      generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available(),
+                      prefetch_factor=4 if num_workers else None, persistent_workers=False)

@@ -8,7 +8,7 @@ from torch import nn
 
 from .batches import Normalizer, iterate_batches
 from .checkpoint import load_checkpoint
-from .models import build_model
+from .models import build_from_params
 
 
 @torch.no_grad()
@@ -34,11 +34,13 @@ class TrainedModel:
         self.params = ckpt["params"]
         self.classes: list[str] = list(ckpt["classes"])
         self.image_size = int(ckpt["image_size"])
-        self.model = build_model(self.params["model"], num_classes=len(self.classes),
-                                 drop_rate=self.params["drop_rate"])
-        self.model.load_state_dict(ckpt["model"])
+        # the checkpoint holds the weights: never fetch pretrained ones again
+        self.model = build_from_params(self.params, len(self.classes), pretrained=False)
+        # with model EMA on, the averaged weights are the ones validated and kept
+        self.model.load_state_dict(ckpt.get("ema") or ckpt["model"])
         self.model.to(device).eval()
-        self.normalize = Normalizer(ckpt["normalize"]["mean"], ckpt["normalize"]["std"], device)
+        self.normalize = Normalizer(ckpt["normalize"]["mean"], ckpt["normalize"]["std"], device,
+                                    size=self.params.get("input_size"))
         self.device = device
         self.epoch = int(ckpt["epoch"])
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from .errors import VistageError
 from .registry import Provider, Registry
+from .weights import PACKAGED, load_weights, packaged_weights
 
 
 class TimmModels(Provider):
@@ -24,16 +25,29 @@ class TimmModels(Provider):
         return timm.is_model(name)
 
     def builder(self, name: str):
-        def build(num_classes: int, pretrained: bool = False, drop_rate: float = 0.0) -> nn.Module:
+        def build(num_classes: int, pretrained: bool = False, drop_rate: float = 0.0,
+                  drop_path_rate: float = 0.0) -> nn.Module:
             import timm
 
+            kwargs = {"num_classes": num_classes, "drop_rate": drop_rate}
+            if drop_path_rate:  # only models with residual blocks accept it
+                kwargs["drop_path_rate"] = drop_path_rate
+            packaged = packaged_weights(name) if pretrained else None
+            if packaged:  # offline ImageNet weights from a pip package: no hub needed
+                model = timm.create_model(name, pretrained=False, **kwargs)
+                load_weights(model, packaged, by_order=True)
+                return model
             try:
-                return timm.create_model(name, pretrained=pretrained, num_classes=num_classes,
-                                         drop_rate=drop_rate)
-            except (RuntimeError, OSError) as exc:  # no weights offline, hub unreachable, ...
+                return timm.create_model(name, pretrained=pretrained, **kwargs)
+            except Exception as exc:  # no weights offline, hub unreachable, ...
+                if isinstance(exc, TypeError) and "drop_path_rate" in str(exc):
+                    raise VistageError(f"params.yaml: drop_path_rate: model {name!r} has no stochastic depth; "
+                                       "set drop_path_rate: 0") from None
                 if pretrained:
-                    raise VistageError(f"model {name!r}: could not load pretrained weights: "
-                                       f"{str(exc).splitlines()[0]}") from None
+                    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                    raise VistageError(f"model {name!r}: could not load pretrained weights ({first}); offline, "
+                                       "use a weights file (pretrained: path/to/weights.pth) or a packaged model "
+                                       f"({', '.join(PACKAGED)})") from None
                 raise
 
         return build
@@ -65,11 +79,71 @@ class SimpleCNN(nn.Module):
 
 
 @MODELS.register("simple_cnn", help="vistage's 5-conv CNN for small images (fast on CPU)")
-def simple_cnn(num_classes: int, pretrained: bool = False, drop_rate: float = 0.0) -> nn.Module:
+def simple_cnn(num_classes: int, pretrained: bool = False, drop_rate: float = 0.0,
+               drop_path_rate: float = 0.0) -> nn.Module:
     if pretrained:
         raise VistageError("model 'simple_cnn' has no pretrained weights; set pretrained: false")
     return SimpleCNN(num_classes, drop_rate=drop_rate)
 
 
-def build_model(name: str, num_classes: int, pretrained: bool = False, drop_rate: float = 0.0) -> nn.Module:
-    return MODELS.get(name, "model")(num_classes=num_classes, pretrained=pretrained, drop_rate=drop_rate)
+def small_image_stem(model: nn.Module, name: str) -> None:
+    """ResNet-family stem for small images: 3x3 stride-1 conv and no max-pool, so a 32 px input
+    is not cut to 8 px before the first block (as recipe R5 did)."""
+    conv = getattr(model, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(model, "maxpool"):
+        raise VistageError(f"params.yaml: small_stem: model {name!r} is not ResNet-family (needs conv1 and "
+                           "maxpool); set small_stem: false")
+    model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=1, padding=1,
+                            bias=conv.bias is not None)
+    model.maxpool = nn.Identity()
+
+
+def classifier(model: nn.Module) -> nn.Module:
+    """The final classification layer(s): what a linear probe trains."""
+    if hasattr(model, "get_classifier"):  # every timm model
+        return model.get_classifier()
+    for name in ("head", "fc", "classifier"):
+        if isinstance(getattr(model, name, None), nn.Module):
+            return getattr(model, name)
+    return nn.Sequential()  # unknown layout: no parameters count as the classifier
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Freeze (or thaw) everything but the classifier. A frozen backbone also keeps its
+    BatchNorm statistics: see `train_mode`."""
+    for p in model.parameters():
+        p.requires_grad = not frozen
+    for p in classifier(model).parameters():
+        p.requires_grad = True
+
+
+def train_mode(model: nn.Module, backbone_frozen: bool) -> None:
+    """model.train(), except that a frozen backbone stays in eval mode, so its BatchNorm running
+    statistics (from pretraining) are not re-estimated on the new data: a true linear probe."""
+    model.train()
+    if backbone_frozen:
+        model.eval()
+        classifier(model).train()
+
+
+def build_model(name: str, num_classes: int, pretrained: bool | str = False, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0, small_stem: bool = False) -> nn.Module:
+    """`pretrained`: False, True (timm's hub, or packaged weights), or a path to a weights file."""
+    from_file = isinstance(pretrained, str)
+    model = MODELS.get(name, "model")(num_classes=num_classes, pretrained=bool(pretrained) and not from_file,
+                                      drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+    if small_stem:
+        small_image_stem(model, name)
+    if from_file:  # after the stem change, so weights saved from a small-stem model fit
+        from pathlib import Path
+
+        load_weights(model, Path(pretrained))
+    return model
+
+
+def build_from_params(params, num_classes: int, pretrained: bool | str | None = None) -> nn.Module:
+    """The model a Params (or a checkpoint's params dict) describes; `pretrained` overrides it
+    (inference passes False: the checkpoint holds the weights)."""
+    get = params.get if isinstance(params, dict) else lambda k, d=None: getattr(params, k, d)
+    return build_model(get("model"), num_classes, get("pretrained", False) if pretrained is None else pretrained,
+                       get("drop_rate", 0.0), get("drop_path_rate", 0.0), get("small_stem", False))

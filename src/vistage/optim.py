@@ -25,14 +25,38 @@ class TimmOptimizers(Provider):
         return tuple(n for n in list_optimizers() if not n.startswith(self._needs_extras))
 
     def builder(self, name: str):
-        def build(model: nn.Module, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+        def build(model: nn.Module, lr: float, weight_decay: float, momentum: float,
+                  backbone_lr_scale: float = 1.0) -> torch.optim.Optimizer:
             from timm.optim import create_optimizer_v2
 
             kwargs = {"momentum": momentum} if name in ("sgd", "momentum", "nesterov", "sgdw", "sgdp", "rmsprop",
                                                          "rmsproptf", "lars", "larc", "nlars", "nlarc") else {}
-            return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, **kwargs)
+            groups = param_groups(model, lr, weight_decay, backbone_lr_scale)
+            # timm's sgd is Nesterov, which torch refuses without momentum: momentum 0 means plain SGD
+            opt = "momentum" if name in ("sgd", "nesterov") and momentum == 0 else name
+            return create_optimizer_v2(groups, opt=opt, lr=lr, weight_decay=weight_decay, **kwargs)
 
         return build
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, backbone_lr_scale: float = 1.0) -> list[dict]:
+    """Parameter groups: the classifier at `lr` and the backbone at `lr * backbone_lr_scale`
+    (discriminative fine-tuning), each split so that biases and normalisation weights (1-D)
+    get no weight decay, as timm does. Every parameter is included, frozen ones too: they get
+    no gradient while frozen (the optimizer skips them) and train once thawed, without
+    rebuilding the optimizer or its schedule."""
+    from .models import classifier
+
+    head = {id(p) for p in classifier(model).parameters()}
+    groups = []
+    for part, scale in (("backbone", backbone_lr_scale), ("classifier", 1.0)):
+        params = [(n, p) for n, p in model.named_parameters() if (id(p) in head) == (part == "classifier")]
+        decay = [p for n, p in params if p.ndim > 1]
+        no_decay = [p for n, p in params if p.ndim <= 1]
+        for tensors, wd in ((decay, weight_decay), (no_decay, 0.0)):
+            if tensors:
+                groups.append({"params": tensors, "lr": lr * scale, "weight_decay": wd, "name": part})
+    return groups
 
 
 OPTIMIZERS = Registry("optimizer", provider=TimmOptimizers())
@@ -52,7 +76,8 @@ class Schedule:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        """The classifier's learning rate (the `lr` of params.yaml, as scheduled)."""
+        return self.optimizer.param_groups[-1]["lr"]
 
     def state_dict(self) -> dict:
         return {}
@@ -118,7 +143,9 @@ def constant(optimizer, params, steps_per_epoch: int) -> Schedule:
 def onecycle(optimizer, params, steps_per_epoch: int) -> Schedule:
     total = params.epochs * steps_per_epoch
     pct = min(0.5, max(0.01, params.warmup_epochs / params.epochs)) if params.warmup_epochs else 0.01
-    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.lr, total_steps=total, pct_start=pct)
+    # one peak per group, so a lower backbone lr stays lower
+    max_lr = [group["lr"] for group in optimizer.param_groups]
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=pct)
     return _TorchSchedule(optimizer, sched, per_batch=True)
 
 

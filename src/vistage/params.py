@@ -44,24 +44,45 @@ class Params(_Strict):
     deterministic: bool = Field(True, description="use deterministic kernels (same metrics on rerun)")
     # model
     model: str = Field("simple_cnn", description="model keyword: any timm model or a vistage model")
-    pretrained: bool = Field(False, description="start from pretrained weights")
+    pretrained: bool | str = Field(False, description="false, true (timm hub or packaged weights) or a weights file")
     drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
+    drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth (timm models with residual blocks)")
+    small_stem: bool = Field(False, description="ResNet family: 3x3 stride-1 stem, no max-pool (small images)")
+    input_size: int | None = Field(None, ge=4, le=4096,
+                                   description="resize batches on the device to this side (null: the store's)")
+    # transfer learning
+    freeze: Literal["none", "backbone"] = Field("none", description="backbone: train only the classifier")
+    freeze_epochs: int = Field(0, ge=0, description="with freeze: backbone, unfreeze after this many epochs (0: never)")
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="backbone lr = lr * this (classifier: lr)")
     # optimisation
     epochs: int = Field(15, ge=1, description="number of training epochs")
-    batch_size: int = Field(64, ge=1, description="images per optimisation step")
+    batch_size: int = Field(64, ge=1, description="images per optimisation step (over all devices)")
+    accumulate: int = Field(1, ge=1, description="batches whose gradients add up to one optimisation step")
     lr: float = Field(0.003, gt=0, description="(peak) learning rate")
-    weight_decay: float = Field(0.0005, ge=0, description="weight decay")
+    weight_decay: float = Field(0.0005, ge=0, description="weight decay (not on biases and norm layers)")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum for SGD-type optimizers")
     optimizer: str = Field("adamw", description="optimizer keyword")
+    grad_clip: float = Field(0.0, ge=0, description="clip the gradient norm to this (0: off)")
     scheduler: str = Field("onecycle", description="learning-rate schedule keyword")
     warmup_epochs: float = Field(1.0, ge=0, description="warm-up length for cosine and onecycle")
     lr_factor: float = Field(0.1, gt=0, lt=1, description="decay factor for the step and plateau schedules")
     lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decaying")
     lr_step_epochs: int = Field(10, ge=1, description="step: epochs between decays")
+    early_stopping_patience: int = Field(0, ge=0, description="stop after this many epochs without improvement (0: off)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="model EMA decay, e.g. 0.999 (0: off)")
     loss: str = Field("cross_entropy", description="loss keyword")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing for cross-entropy")
     augment: list[str] = Field(default_factory=lambda: ["crop"], description="augmentation keywords, in order")
+    mix_alpha: float = Field(1.0, gt=0, description="Beta(alpha, alpha) parameter of MixUp and CutMix")
+    # speed
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast dtype; auto: bf16 (or fp16) on CUDA, fp32 elsewhere")
+    channels_last: bool = Field(False, description="NHWC memory format (faster convolutions on recent GPUs)")
+    compile: bool = Field(False, description="torch.compile the model")
+    num_workers: int = Field(2, ge=0, description="worker processes for per-sample augmentations (0: none)")
+    max_steps_per_epoch: int = Field(0, ge=0, description="cap the batches per epoch (0: all; for smoke runs)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to train")
+    devices: int = Field(1, ge=1, description="processes for DistributedDataParallel (torchrun); 1: no DDP")
     data: DataParams = Field(default_factory=DataParams)
 
     def training_dict(self) -> dict[str, Any]:

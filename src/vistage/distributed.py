@@ -1,0 +1,80 @@
+"""DistributedDataParallel through torchrun.
+
+`devices: N` in params.yaml makes `vistage train` re-launch itself under torchrun
+(`python -m torch.distributed.run --standalone --nproc-per-node N`); a user's own
+`torchrun ... -m vistage train` (several nodes, a rendezvous server) is picked up from the
+environment variables torchrun sets. NCCL on CUDA, gloo on the CPU.
+"""
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def sum(self, *values: float) -> list[float]:
+        """Sum scalars over all processes."""
+        if not self.enabled:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def broadcast(self, value: float) -> float:
+        """Rank 0's value on every process (so all ranks take the same early-stop decision)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.broadcast(t, src=0)
+        return float(t.item())
+
+
+def under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def relaunch_command(devices: int, argv: list[str]) -> list[str]:
+    """The torchrun command that runs this same `vistage` invocation on `devices` processes."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
+            "-m", "vistage", *argv]
+
+
+def init(device_kind: str) -> Dist:
+    """Join the process group torchrun set up, or run alone."""
+    if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return Dist()
+    dist = Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        if device_kind == "cuda":
+            torch.cuda.set_device(dist.local_rank)
+        torch.distributed.init_process_group(backend)
+    return dist
+
+
+def shutdown(dist: Dist) -> None:
+    if dist.enabled and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"

@@ -1,0 +1,209 @@
+"""The training engine's knobs: pretrained weights, transfer learning, precision, accumulation,
+clipping, EMA, early stopping, device-side resizing, kill -9 resume and DDP on CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from vistage.checkpoint import load_checkpoint
+from vistage.inference import TrainedModel
+from vistage.models import build_model
+from vistage.optim import OPTIMIZERS, SCHEDULERS
+from vistage.params import Params
+from vistage.precision import resolve_precision
+from vistage.training import TrainPaths, train
+
+from .conftest import BIN, TINY, default_params, merged, run_env
+
+
+def _params(**override) -> Params:
+    return Params.model_validate(merged(merged(default_params(), TINY), override))
+
+
+def _paths(store_dir, out_dir) -> TrainPaths:
+    return TrainPaths(store_dir / "prepared", store_dir / "split.csv", out_dir / "models", out_dir / "live")
+
+
+def _comparable(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "throughput"}
+
+
+def test_packaged_efficientnet_lite0_recognises_real_photos():
+    """The offline ImageNet weights are mapped right: real photos get the right ImageNet class."""
+    from sklearn.datasets import load_sample_image
+
+    model = build_model("tf_efficientnet_lite0", 1000, pretrained=True).eval()
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)  # its TF-style normalisation
+    top1 = {}
+    for name in ("china.jpg", "flower.jpg"):
+        image = torch.from_numpy(load_sample_image(name).copy()).permute(2, 0, 1).float()[None] / 255
+        image = torch.nn.functional.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
+        with torch.no_grad():
+            top1[name] = model((image - 0.5) / 0.5).argmax(1).item()
+    assert top1["flower.jpg"] == 985  # daisy
+    assert top1["china.jpg"] in {442, 449, 483, 698, 975}  # bell cote, boathouse, castle, palace, lakeside
+
+
+def test_precision_falls_back_cleanly_without_cuda():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu).name == "fp32"
+    assert resolve_precision("bf16", cpu).name == "bf16"
+    fp16 = resolve_precision("fp16", cpu)
+    assert fp16.name == "fp32" and "not supported" in fp16.note
+    assert not fp16.scaler().is_enabled()
+
+
+def test_bf16_channels_last_training_runs_on_cpu(digits_store, tmp_path):
+    result = train(_params(epochs=1, precision="bf16", channels_last=True), _paths(digits_store, tmp_path))
+    assert np.isfinite(result["train/loss"]) and result["val/acc"] > 0.1
+
+
+def test_backbone_lr_scale_gives_the_backbone_a_lower_peak():
+    model = build_model("resnet18", 10)
+    opt = OPTIMIZERS.get("adamw")(model, 1e-3, 0.05, 0.9, backbone_lr_scale=0.1)
+    names = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert names == {"backbone": pytest.approx(1e-4), "classifier": pytest.approx(1e-3)}
+    # biases and norm weights get no weight decay
+    assert sorted({g["weight_decay"] for g in opt.param_groups}) == [0.0, 0.05]
+    schedule = SCHEDULERS.get("onecycle")(opt, Params(epochs=2, lr=1e-3), steps_per_epoch=10)
+    for _ in range(10):
+        opt.step()
+        schedule.step_batch()
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs["backbone"] == pytest.approx(lrs["classifier"] * 0.1)
+
+
+def test_gradient_clipping_bounds_each_step(digits_store, tmp_path):
+    params = _params(epochs=1, optimizer="sgd", momentum=0.0, lr=1.0, weight_decay=0.0, scheduler="none",
+                     grad_clip=1e-3, max_steps_per_epoch=1, augment=[])
+    torch.manual_seed(params.seed)
+    train(params, _paths(digits_store, tmp_path))
+    from vistage.runtime import seed_everything
+
+    seed_everything(params.seed, params.deterministic)
+    initial = build_model(params.model, 10).state_dict()
+    trained = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
+    moved = torch.sqrt(sum(((trained[k].float() - initial[k].float()) ** 2).sum()
+                           for k in initial if "running" not in k and "num_batches" not in k))
+    assert 0 < moved <= 1e-3 * 1.0001  # one SGD step of lr 1 on a gradient clipped to norm 1e-3
+
+
+def test_accumulation_takes_one_step_per_group_of_batches(digits_store, tmp_path):
+    train(_params(epochs=1, accumulate=3, max_steps_per_epoch=7), _paths(digits_store, tmp_path))
+    state = load_checkpoint(tmp_path / "models" / "last.pt")["optimizer"]["state"]
+    assert {int(s["step"]) for s in state.values()} == {3}  # ceil(7 / 3)
+
+
+def test_ema_weights_are_validated_and_used_for_inference(digits_store, tmp_path):
+    train(_params(epochs=2, ema_decay=0.9), _paths(digits_store, tmp_path))
+    ckpt = load_checkpoint(tmp_path / "models" / "best.pt")
+    assert ckpt["ema"] is not None
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
+    trained = TrainedModel(tmp_path / "models" / "best.pt", torch.device("cpu"))
+    key = next(iter(ckpt["ema"]))
+    assert torch.equal(trained.model.state_dict()[key], ckpt["ema"][key])
+
+
+def test_early_stopping_stops_and_a_rerun_starts_fresh(digits_store, tmp_path):
+    # a learning rate this small cannot improve validation accuracy after the first epoch
+    params = _params(epochs=6, lr=1e-9, scheduler="none", early_stopping_patience=1)
+    result = train(params, _paths(digits_store, tmp_path))
+    last = load_checkpoint(tmp_path / "models" / "last.pt")
+    assert result["epochs_trained"] == last["epoch"] < 6 and last["stopped_early"]
+    again = train(params, _paths(digits_store, tmp_path))
+    assert _comparable(again) == _comparable(result)  # finished: retrained from scratch, same result
+
+
+def test_frozen_backbone_keeps_batchnorm_statistics(digits_store, tmp_path):
+    from vistage.runtime import seed_everything
+
+    params = _params(epochs=1, freeze="backbone")
+    train(params, _paths(digits_store, tmp_path))
+    seed_everything(params.seed, params.deterministic)
+    initial = build_model(params.model, 10).state_dict()
+    trained = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
+    assert torch.equal(trained["features.0.1.running_mean"], initial["features.0.1.running_mean"])
+    assert not torch.equal(trained["head.1.weight"], initial["head.1.weight"])
+
+
+def test_input_size_resizes_batches_on_the_device(digits_store, tmp_path):
+    train(_params(epochs=1, input_size=16, model="resnet18", small_stem=True, max_steps_per_epoch=3),
+          _paths(digits_store, tmp_path))
+    trained = TrainedModel(tmp_path / "models" / "best.pt", torch.device("cpu"))
+    batch = torch.zeros(2, 8, 8, 3, dtype=torch.uint8)
+    assert trained.normalize(batch).shape == (2, 3, 16, 16)
+
+
+def test_pretrained_transfer_two_stage_runs_offline(digits_store, tmp_path):
+    params = _params(epochs=2, model="tf_efficientnet_lite0", pretrained=True, input_size=32, freeze="backbone",
+                     freeze_epochs=1, backbone_lr_scale=0.1, max_steps_per_epoch=2, batch_size=16)
+    train(params, _paths(digits_store, tmp_path))
+    ckpt = load_checkpoint(tmp_path / "models" / "last.pt")
+    assert ckpt["normalize"] == {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # from the pretrained config
+    pretrained = build_model("tf_efficientnet_lite0", 10, pretrained=True).state_dict()
+    assert not torch.equal(ckpt["model"]["conv_stem.weight"], pretrained["conv_stem.weight"])  # stage 2 trained it
+
+
+def _workdir(digits_store, tmp_path, **override) -> tuple:
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    os.symlink(digits_store / "prepared", work / "data" / "prepared")
+    os.symlink(digits_store / "split.csv", work / "data" / "split.csv")
+    (work / "params.yaml").write_text(yaml.safe_dump(merged(merged(default_params(), TINY), override)))
+    return work, [str(BIN / "vistage"), "train", "--params", "params.yaml"]
+
+
+def _final_metrics(work) -> dict:
+    metrics = json.loads((work / "metrics" / "train" / "metrics.json").read_text())
+    metrics.pop("throughput", None)
+    return metrics
+
+
+def test_kill_9_then_rerun_resumes_to_the_same_metrics(digits_store, tmp_path):
+    """A hard kill mid-run loses at most the current epoch; the rerun resumes from last.pt and ends
+    exactly where an uninterrupted run ends (CPU, deterministic)."""
+    reference, cmd = _workdir(digits_store, tmp_path / "ref", epochs=4)
+    subprocess.run(cmd, cwd=reference, env=run_env(), check=True, capture_output=True)
+
+    work, cmd = _workdir(digits_store, tmp_path / "killed", epochs=4)
+    proc = subprocess.Popen(cmd, cwd=work, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = work / "models" / "last.pt"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if last.exists() and load_checkpoint(last)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epoch_at_kill = load_checkpoint(last)["epoch"]
+    assert 1 <= epoch_at_kill < 4, "the run finished before it could be killed"
+
+    rerun = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, check=True)
+    assert f"resuming from models/last.pt at epoch {epoch_at_kill + 1}/4" in rerun.stderr
+    assert _final_metrics(work) == _final_metrics(reference)
+    curve = "metrics/train/plots/metrics/val/acc.tsv"
+    assert (work / curve).read_text() == (reference / curve).read_text()  # no duplicated or lost epochs
+
+
+def test_two_process_ddp_on_cpu_matches_one_process(digits_store, tmp_path):
+    """devices: 2 re-launches under torchrun (gloo); the pair sees the same global batches as one
+    process, so the metrics agree up to BatchNorm statistics computed per process."""
+    single, cmd = _workdir(digits_store, tmp_path / "one", epochs=3, batch_size=64)
+    subprocess.run(cmd, cwd=single, env=run_env(), check=True, capture_output=True)
+    double, cmd = _workdir(digits_store, tmp_path / "two", epochs=3, batch_size=64, devices=2)
+    proc = subprocess.run(cmd, cwd=double, env=run_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch.distributed.run" in proc.stderr and "--nproc-per-node=2" in proc.stderr
+    one, two = _final_metrics(single), _final_metrics(double)
+    assert two["step"] == one["step"] == 2
+    assert abs(two["val"]["acc"] - one["val"]["acc"]) < 0.06
+    assert two["val"]["acc"] > 0.5
+    assert load_checkpoint(double / "models" / "last.pt")["epoch"] == 3
