@@ -207,3 +207,11 @@ def test_two_process_ddp_on_cpu_matches_one_process(digits_store, tmp_path):
     assert abs(two["val"]["acc"] - one["val"]["acc"]) < 0.06
     assert two["val"]["acc"] > 0.5
     assert load_checkpoint(double / "models" / "last.pt")["epoch"] == 3
+
+
+def test_torch_compile_trains_and_saves_plain_weights(digits_store, tmp_path):
+    result = train(_params(epochs=1, compile=True, max_steps_per_epoch=3), _paths(digits_store, tmp_path))
+    assert np.isfinite(result["train/loss"])
+    state = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
+    assert not any(k.startswith("_orig_mod.") for k in state)  # loadable without torch.compile
+    TrainedModel(tmp_path / "models" / "last.pt", torch.device("cpu"))

@@ -76,3 +76,44 @@ def test_stages_run_by_hand(project):
         proc = run(["vistage", stage, "--params", "params.yaml"], project)
         assert stage in proc.stdout
     assert (project / "reports/index.html").is_file()
+
+
+def test_kill_9_during_dvc_repro_then_repro_resumes(project):
+    """kill -9 the whole `dvc repro` mid-training; the next `dvc repro` resumes from models/last.pt
+    (persist: true keeps it) and ends with the metrics of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from vistage.checkpoint import load_checkpoint
+
+    from .conftest import run_env
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["epochs"] = 5
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", "split"], project)
+    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=run_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = project / "models" / "last.pt"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if last.exists() and load_checkpoint(last)["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the vistage process it started
+    proc.wait()
+    epoch_at_kill = load_checkpoint(last)["epoch"]
+    assert 2 <= epoch_at_kill < 5, "training finished before it could be killed"
+
+    resumed = run(["dvc", "repro"], project)
+    assert f"resuming from models/last.pt at epoch {epoch_at_kill + 1}/5" in resumed.stdout + resumed.stderr
+    assert _ran(resumed.stdout)[0] == "train"
+
+    # the same training, uninterrupted, into other directories
+    run(["vistage", "train", "--params", "params.yaml", "--models", "ref_models", "--live", "ref_live"], project)
+    got = json.loads((project / "metrics/train/metrics.json").read_text())
+    want = json.loads((project / "ref_live/metrics.json").read_text())
+    got.pop("throughput"), want.pop("throughput")
+    assert got == want
