@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from vistage.data.images import fit, to_rgb, to_store_array
+from vistage.data.images import fit, to_rgb
 from vistage.data.sources import ArrayReader, Sample, SourceData
 from vistage.data.split import split_table
 from vistage.data.store import load_store, write_store

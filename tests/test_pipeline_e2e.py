@@ -117,3 +117,6 @@ def test_kill_9_during_dvc_repro_then_repro_resumes(project):
     want = json.loads((project / "ref_live/metrics.json").read_text())
     got.pop("throughput"), want.pop("throughput")
     assert got == want
+    for curve in ("train/loss.tsv", "val/acc.tsv"):  # no epoch logged twice or lost
+        assert (project / "metrics/train/plots/metrics" / curve).read_text() == \
+            (project / "ref_live/plots/metrics" / curve).read_text()

@@ -1,7 +1,6 @@
 """Real data sets from ../shared/datasets, read straight from their archives (skipped when absent)."""
 
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

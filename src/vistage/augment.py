@@ -27,12 +27,13 @@ from .registry import Registry
 AUGMENTATIONS = Registry("augment")
 SAMPLE, BATCH, MIX = "sample", "batch", "mix"
 _PLACE: dict[str, str] = {}
+_WHERE = {SAMPLE: "per sample, CPU workers", BATCH: "batched, on the device", MIX: "batch mix, on the device"}
 
 
 def _augmentation(name: str, place: str, help: str):
     def decorator(fn: Callable) -> Callable:
         _PLACE[name] = place
-        return AUGMENTATIONS.register(name, help=f"[{place}] {help}")(fn)
+        return AUGMENTATIONS.register(name, help=f"{_WHERE[place]}: {help}")(fn)
 
     return decorator
 
@@ -108,7 +109,7 @@ def crop(image_size: int, params):
     return apply
 
 
-@_augmentation("random_erasing", BATCH, "erase one random box (2-33% of the area) in half the images; list it late")
+@_augmentation("random_erasing", BATCH, "erase one random box (2-33% of the area) in half the images, to the mean colour")
 def random_erasing(image_size: int, params, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3)):
     def apply(x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -169,12 +170,18 @@ class AugmentPlan:
         return x
 
 
-def build_augment(names: list[str], image_size: int, num_classes: int, params) -> AugmentPlan:
-    plan = AugmentPlan()
-    sample, mixes = [], [n for n in names if place_of(n) == MIX]
+def check_augment(names: list[str], where: str = "params.yaml") -> None:
+    """Keywords known (one-line error otherwise) and at most one batch mix."""
+    mixes = [n for n in names if place_of(n) == MIX]
     if len(mixes) > 1:
-        raise VistageError(f"params.yaml: augment: {mixes} are all batch mixes; keep one "
+        raise VistageError(f"{where}: augment: {', '.join(mixes)} are all batch mixes; keep one "
                            "(mixup_cutmix picks MixUp or CutMix per batch)")
+
+
+def build_augment(names: list[str], image_size: int, num_classes: int, params) -> AugmentPlan:
+    check_augment(names)
+    plan = AugmentPlan()
+    sample = []
     for name in names:
         build = AUGMENTATIONS.get(name, "augment")
         place = _PLACE[name]

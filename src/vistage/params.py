@@ -172,3 +172,7 @@ def check_keywords(params: Params, keywords: tuple[str, ...] = tuple(KEYWORD_REG
             value = value[part]
         for name in value if isinstance(value, list) else [value]:
             registry.check(name, key, where)
+    if "augment" in keywords:
+        from .augment import check_augment
+
+        check_augment(params.augment, where)
