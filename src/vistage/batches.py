@@ -92,7 +92,7 @@ class SampleTransformed(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int):
-        chw = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+        chw = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)  # a writable copy of the memmap row
         # back to HWC so a batch looks exactly like one from store_batches
         return self.transform(chw).permute(1, 2, 0).contiguous(), int(self.labels[i]), i
 

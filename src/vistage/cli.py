@@ -13,6 +13,7 @@ from .stages.evaluate import evaluate
 from .stages.listing import list_keywords
 from .stages.predict import predict
 from .stages.prepare import prepare
+from .stages.recipe import recipe
 from .stages.report import report
 from .stages.split import split
 from .stages.train import train
@@ -27,6 +28,7 @@ app = typer.Typer(
 for command in (prepare, split, train, evaluate, predict, report):
     app.command()(command)
 app.command("list")(list_keywords)
+app.command()(recipe)
 
 
 def main() -> None:

