@@ -19,7 +19,7 @@ from vistage.params import Params
 from vistage.precision import resolve_precision
 from vistage.training import TrainPaths, train
 
-from .conftest import BIN, TINY, default_params, merged, run_env
+from .conftest import BIN, ROOT, TINY, default_params, merged, run_env
 
 
 def _params(**override) -> Params:
@@ -187,3 +187,24 @@ def test_torch_compile_trains_and_saves_plain_weights(digits_store, tmp_path):
     state = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
     assert not any(k.startswith("_orig_mod.") for k in state)  # loadable without torch.compile
     TrainedModel(tmp_path / "models" / "last.pt", torch.device("cpu"))
+
+
+def _recipe_smoke_params(name: str) -> Params:
+    """A recipe's training params on the tiny digits store: two epochs of two batches, small inputs."""
+    from vistage.recipes import load_recipe
+
+    overrides = {k: v for k, v in load_recipe(name, ROOT / "recipes").items() if k != "data"}
+    smoke = {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 2, "num_workers": 0}
+    if overrides.get("freeze_epochs"):
+        smoke["freeze_epochs"] = 1  # the second epoch is stage 2
+    if overrides.get("input_size"):
+        smoke["input_size"] = 32  # 224 px is a GPU's job
+    return Params.model_validate(merged(merged(merged(default_params(), TINY), overrides), smoke))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml")))
+def test_each_recipe_trains_a_few_batches(name, digits_store, tmp_path):
+    params = _recipe_smoke_params(name)
+    result = train(params, _paths(digits_store, tmp_path))
+    assert np.isfinite(result["train/loss"]) and result["epochs_trained"] == 2
+    assert load_checkpoint(tmp_path / "models" / "best.pt")["params"]["model"] == params.model

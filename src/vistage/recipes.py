@@ -1,123 +1,239 @@
 """Ready-made params for the users' recipes (recipes/*.yaml), run as DVC experiments.
 
-A recipe is a YAML mapping of params.yaml overrides. `vistage recipe NAME` turns it into one
-`dvc exp run -n NAME -S key=value ...` command (Hydra override syntax, which `-S` parses), after
-checking that the overrides merged into the current params.yaml pass the params schema. Pure:
-no torch, no training here.
+A recipe is a YAML mapping of params.yaml overrides (top-level keys, and nested `data:` keys)
+whose first comment line says what it is. `vistage recipe NAME` checks the overrides merged into
+the current params.yaml against the params schema and turns them into one
+`dvc exp run -n NAME -S key=value ...` command, each value written in Hydra's override grammar
+(what `dvc exp run -S` parses). Pure: no torch; registry keywords (model, augment, ...) are
+checked by the stages themselves, before any work, when the experiment runs.
 """
 
-import json
+import math
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from .errors import VistageError, choice_error
 
-RECIPES_DIR = Path("recipes")
+RECIPES_DIR = Path("recipes")  # relative to the project root, where vistage and dvc run
+DATA_PATH_KEYS = ("data.path", "data.root")
 
 
 def recipe_names(folder: Path = RECIPES_DIR) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return sorted(p.stem for p in Path(folder).glob("*.yaml"))
 
 
 def recipe_path(name: str, folder: Path = RECIPES_DIR) -> Path:
+    folder = Path(folder)
     names = recipe_names(folder)
     if name not in names:
         if not names:
-            raise VistageError(f"{folder}/: no recipes here (run vistage from the project folder)")
-        raise choice_error("recipe", name, names, where=str(folder))
+            raise VistageError(f"{folder}/: no recipes here (run vistage from the project's root folder)")
+        raise choice_error("recipe", name, names, where=f"{folder}/")
     return folder / f"{name}.yaml"
 
 
 def describe(path: Path) -> str:
-    """The first comment line of a recipe file: what it reproduces."""
-    for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
+    """The recipe's first comment line: what it reproduces, in one line."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#") and line.lstrip("#").strip():
+            return line.lstrip("#").strip()
     return ""
 
 
 def load_recipe(name: str, folder: Path = RECIPES_DIR) -> dict:
+    """The raw overrides of recipes/NAME.yaml (not yet checked against the schema)."""
     path = recipe_path(name, folder)
     try:
-        overrides = yaml.safe_load(path.read_text()) or {}
+        overrides = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise VistageError(f"{path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(overrides, dict):
-        raise VistageError(f"{path}: expected a mapping of params.yaml keys to values")
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise VistageError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(overrides, dict) or not overrides:
+        raise VistageError(f"{path}: expected a mapping of params.yaml keys to values, "
+                           f"got {type(overrides).__name__}")
     return overrides
 
 
 def merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` on top; nested mappings (data:) merge key by key."""
     out = dict(base)
     for key, value in overrides.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if both else value
     return out
 
 
-def check_recipe(name: str, params_path: Path, folder: Path = RECIPES_DIR) -> dict:
-    """The recipe's overrides, after checking them merged into params_path against the schema
-    and the registries (one-line error naming the recipe file and key otherwise)."""
-    from .params import Params, _format_error, check_keywords
-
-    overrides = load_recipe(name, folder)
-    base = yaml.safe_load(params_path.read_text()) if params_path.is_file() else {}
-    where = recipe_path(name, folder)
-    try:
-        params = Params.model_validate(merge(base or {}, overrides))
-    except ValidationError as err:
-        raise VistageError(_format_error(where, err)) from None
-    check_keywords(params, where=str(where))
-    return overrides
-
-
-def _flatten(overrides: dict, prefix: str = "") -> list[tuple[str, object]]:
-    items = []
+def flatten(overrides: dict, prefix: str = "") -> dict[str, Any]:
+    """{'data': {'path': x}} -> {'data.path': x}: the keys as `-S` names them."""
+    flat: dict[str, Any] = {}
     for key, value in overrides.items():
-        if isinstance(value, dict):
-            items += _flatten(value, f"{prefix}{key}.")
+        if isinstance(value, dict):  # an empty mapping sets nothing
+            flat |= flatten(value, f"{prefix}{key}.")
         else:
-            items.append((f"{prefix}{key}", value))
-    return items
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_./\-:+]+$")
+def _lookup(tree: dict, dotted: str) -> tuple[bool, Any]:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
 
 
-def _value(value) -> str:
-    """A value in Hydra's override grammar: what `dvc exp run -S key=VALUE` parses back."""
+def check_recipe(name: str, params_path: Path = Path("params.yaml"), folder: Path = RECIPES_DIR) -> dict:
+    """The recipe's overrides, checked and normalised: merged into `params_path` they must pass
+    the params schema (else a one-line VistageError naming the recipe file and the key). Values
+    come back as the schema reads them (`lr: 1e-3`, a string to YAML, comes back 0.001)."""
+    from pydantic import ValidationError
+
+    from .params import Params, _format_error
+
+    path = recipe_path(name, folder)
+    overrides = load_recipe(name, folder)
+    base = _read_base(Path(params_path))
+    try:
+        params = Params.model_validate(merge(base, overrides))
+    except ValidationError as err:
+        loc = ".".join(str(p) for p in err.errors()[0]["loc"])
+        from_recipe = any(loc == k or loc.startswith(k + ".") or k.startswith(loc + ".")
+                          for k in flatten(overrides))
+        where = str(path) if from_recipe else f"{params_path} (with {path} on top)"
+        raise VistageError(_format_error(Path(where), err)) from None
+    data = params.data
+    if data.val_fraction + data.test_fraction >= 1:
+        raise VistageError(f"{path}: data.val_fraction + data.test_fraction must be below 1, got "
+                           f"{data.val_fraction} + {data.test_fraction}")
+    validated = params.model_dump(mode="json")
+    return _unflatten({key: _lookup(validated, key)[1] for key in flatten(overrides)})
+
+
+def _read_base(params_path: Path) -> dict:
+    if not params_path.is_file():
+        raise VistageError(f"{params_path}: params file not found (run vistage from the project's root folder)")
+    try:
+        base = yaml.safe_load(params_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise VistageError(f"{params_path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(base, dict):
+        raise VistageError(f"{params_path}: expected a mapping of keys to values")
+    return base
+
+
+def _unflatten(flat: dict[str, Any]) -> dict:
+    tree: dict = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+# Unquoted, Hydra reads these characters as a plain string (paths included: ../a/b-c.tar);
+# anything else (spaces, commas, brackets, quotes, `=`, `$`, `\`, `*`, `~`) is quoted.
+_PLAIN = re.compile(r"[A-Za-z0-9_./:+@-]+")
+# unquoted words Hydra would read as something other than the same string
+_NOT_STRINGS = re.compile(r"(?i)(null|true|false|[-+]?(inf|nan)|[-+]?[0-9_.]*[0-9][0-9_.]*(e[-+]?[0-9_]+)?)")
+
+
+def hydra_value(value: Any) -> str:
+    """`value` in Hydra's override grammar, so that `-S key=<this>` sets exactly `value`."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ",".join(_value(v) for v in value) + "]"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # shortest round-trip form: 0.0003, 1e-05
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_quote_key(k)}:{hydra_value(v)}" for k, v in value.items()) + "}"
     text = str(value)
-    if _PLAIN.match(text) and text.lower() not in ("true", "false", "null") and not _is_number(text):
+    if "${" in text:
+        raise VistageError(f"{text!r}: a value with '${{' would be read as an interpolation by dvc exp run -S")
+    if _PLAIN.fullmatch(text) and not _NOT_STRINGS.fullmatch(text):
         return text
-    return json.dumps(text).replace("'", "\\'")  # quoted, so Hydra keeps it a string
+    return _quote(text)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+def _quote_key(key: Any) -> str:
+    text = str(key)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise VistageError(f"{text!r}: not a key dvc exp run -S can set in a mapping")
+    return text
 
 
-def set_flags(overrides: dict) -> list[str]:
-    return [f"{key}={_value(value)}" for key, value in _flatten(overrides)]
+def _quote(text: str) -> str:
+    """A single-quoted Hydra string: a run of backslashes before a quote (or before the closing
+    quote) is doubled, and the quote itself escaped."""
+    body = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body)
+    return f"'{body}'"
 
 
-def dvc_command(name: str, overrides: dict, queue: bool = False) -> list[str]:
+def set_flags(overrides: dict, base: dict | None = None) -> list[str]:
+    """`key=value` for each override, dotted keys for nested ones. A key that `base` (the parsed
+    params.yaml) lacks gets Hydra's `+` (add): dvc exp run -S refuses to set a missing key."""
+    flags = []
+    for key, value in flatten(overrides).items():
+        add = "+" if base is not None and not _lookup(base, key)[0] else ""
+        flags.append(f"{add}{key}={hydra_value(value)}")
+    return flags
+
+
+def absolute_data_paths(overrides: dict, cwd: Path | None = None) -> dict:
+    """The overrides with relative data.path and data.root made absolute: a queued experiment
+    runs in a copy of the repository under .dvc/tmp/exps, where `../shared/...` and git-ignored
+    files such as data/tiny-imagenet/train.csv are not."""
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    flat = flatten(overrides)
+    for key in DATA_PATH_KEYS:
+        value = flat.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            flat[key] = os.path.abspath(cwd / Path(value).expanduser())  # `..` folded, links kept
+    return _unflatten(flat)
+
+
+def missing_data(overrides: dict, cwd: Path | None = None) -> str | None:
+    """The recipe's data.path when it does not exist (and is not going to be downloaded)."""
+    flat = flatten(overrides)
+    path = flat.get("data.path")
+    if not isinstance(path, str) or not path or flat.get("data.download"):
+        return None
+    full = Path(path).expanduser()
+    full = full if full.is_absolute() else (Path.cwd() if cwd is None else Path(cwd)) / full
+    return None if full.exists() else path
+
+
+def dvc_command(name: str, overrides: dict, queue: bool = False, base: dict | None = None) -> list[str]:
+    """`dvc exp run -n NAME [--queue] -S k=v ...` as an argument list (shlex.join it to print)."""
     cmd = ["dvc", "exp", "run", "-n", name]
     if queue:
         cmd.append("--queue")
-    for flag in set_flags(overrides):
+    for flag in set_flags(overrides, base):
         cmd += ["-S", flag]
     return cmd
+
+
+def recipe_command(name: str, params_path: Path = Path("params.yaml"), queue: bool = False,
+                   folder: Path = RECIPES_DIR) -> list[str]:
+    """The one documented command of recipe NAME, checked against `params_path`."""
+    overrides = check_recipe(name, params_path, folder)
+    if queue:
+        overrides = absolute_data_paths(overrides)
+    return dvc_command(name, overrides, queue=queue, base=_read_base(Path(params_path)))
