@@ -137,7 +137,7 @@ def cpu_comparison(tmp: Path, args) -> None:
     print(f"CIFAR-10 subset: {n} images, ResNet-18 at 32 px, batch {args.batch_size}, "
           f"{torch.get_num_threads()} torch threads, device cpu, best of {args.repeat}")
     lr = 0.05
-    params = Params_dict(model="resnet18", optimizer="sgd", scheduler="none", lr=lr, epochs=1,
+    params = params_dict(model="resnet18", optimizer="sgd", scheduler="none", lr=lr, epochs=1,
                          batch_size=args.batch_size, augment=["crop", "flip"], device="cpu", image_size=32,
                          precision="fp32")
     (tmp / "work").mkdir()
@@ -163,7 +163,7 @@ def cpu_comparison(tmp: Path, args) -> None:
     print("target: 1.5x the baseline")
 
 
-def Params_dict(image_size: int, **training) -> dict:
+def params_dict(image_size: int, **training) -> dict:
     from vistage.params import Params
 
     params = Params().model_dump()
@@ -177,7 +177,7 @@ def data_path_comparison(tmp: Path, args) -> None:
     synthetic inputs on the device. The store holds 32 px CIFAR images, upsampled to 224 on the
     device (input_size), as recipe R3 did; the data path must keep up (target 90%+)."""
     n = extract_subset(CIFAR, tmp / "cifar224", args.per_class)
-    params = Params_dict(model=args.big_model, optimizer="sgd", scheduler="none", lr=0.01, epochs=1,
+    params = params_dict(model=args.big_model, optimizer="sgd", scheduler="none", lr=0.01, epochs=1,
                          batch_size=args.big_batch, augment=["crop", "flip"], input_size=args.big_size,
                          precision="auto", channels_last=True, deterministic=False, image_size=32)
     (tmp / "work224").mkdir()

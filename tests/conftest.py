@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vistage.recipes import merge as merged  # params.yaml overrides merge as recipes do
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 BIN = Path(sys.executable).parent  # the venv's bin: vistage and dvc live here
@@ -37,11 +39,18 @@ def default_params() -> dict:
 TINY = {"epochs": 2, "batch_size": 64, "data": {"image_size": 8}}
 
 
-def merged(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def tiny_params(**override):
+    """Params of the TINY configuration with `override` on top."""
+    from vistage.params import Params
+
+    return Params.model_validate(merged(merged(default_params(), TINY), override))
+
+
+def train_paths(store_dir: Path, out_dir: Path):
+    """TrainPaths reading the digits_store fixture and writing under out_dir."""
+    from vistage.training import TrainPaths
+
+    return TrainPaths(store_dir / "prepared", store_dir / "split.csv", out_dir / "models", out_dir / "live")
 
 
 @pytest.fixture

@@ -17,17 +17,9 @@ from vistage.models import build_model
 from vistage.optim import OPTIMIZERS, SCHEDULERS
 from vistage.params import Params
 from vistage.precision import resolve_precision
-from vistage.training import TrainPaths, train
+from vistage.training import train
 
-from .conftest import BIN, ROOT, TINY, default_params, merged, run_env
-
-
-def _params(**override) -> Params:
-    return Params.model_validate(merged(merged(default_params(), TINY), override))
-
-
-def _paths(store_dir, out_dir) -> TrainPaths:
-    return TrainPaths(store_dir / "prepared", store_dir / "split.csv", out_dir / "models", out_dir / "live")
+from .conftest import BIN, ROOT, TINY, default_params, merged, run_env, tiny_params, train_paths
 
 
 def _comparable(result: dict) -> dict:
@@ -60,7 +52,7 @@ def test_precision_falls_back_cleanly_without_cuda():
 
 
 def test_bf16_channels_last_training_runs_on_cpu(digits_store, tmp_path):
-    result = train(_params(epochs=1, precision="bf16", channels_last=True), _paths(digits_store, tmp_path))
+    result = train(tiny_params(epochs=1, precision="bf16", channels_last=True), train_paths(digits_store, tmp_path))
     assert np.isfinite(result["train/loss"]) and result["val/acc"] > 0.1
 
 
@@ -80,10 +72,10 @@ def test_backbone_lr_scale_gives_the_backbone_a_lower_peak():
 
 
 def test_gradient_clipping_bounds_each_step(digits_store, tmp_path):
-    params = _params(epochs=1, optimizer="sgd", momentum=0.0, lr=1.0, weight_decay=0.0, scheduler="none",
+    params = tiny_params(epochs=1, optimizer="sgd", momentum=0.0, lr=1.0, weight_decay=0.0, scheduler="none",
                      grad_clip=1e-3, max_steps_per_epoch=1, augment=[])
     torch.manual_seed(params.seed)
-    train(params, _paths(digits_store, tmp_path))
+    train(params, train_paths(digits_store, tmp_path))
     from vistage.runtime import seed_everything
 
     seed_everything(params.seed, params.deterministic)
@@ -95,13 +87,13 @@ def test_gradient_clipping_bounds_each_step(digits_store, tmp_path):
 
 
 def test_accumulation_takes_one_step_per_group_of_batches(digits_store, tmp_path):
-    train(_params(epochs=1, accumulate=3, max_steps_per_epoch=7), _paths(digits_store, tmp_path))
+    train(tiny_params(epochs=1, accumulate=3, max_steps_per_epoch=7), train_paths(digits_store, tmp_path))
     state = load_checkpoint(tmp_path / "models" / "last.pt")["optimizer"]["state"]
     assert {int(s["step"]) for s in state.values()} == {3}  # ceil(7 / 3)
 
 
 def test_ema_weights_are_validated_and_used_for_inference(digits_store, tmp_path):
-    train(_params(epochs=2, ema_decay=0.9), _paths(digits_store, tmp_path))
+    train(tiny_params(epochs=2, ema_decay=0.9), train_paths(digits_store, tmp_path))
     ckpt = load_checkpoint(tmp_path / "models" / "best.pt")
     assert ckpt["ema"] is not None
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
@@ -112,19 +104,19 @@ def test_ema_weights_are_validated_and_used_for_inference(digits_store, tmp_path
 
 def test_early_stopping_stops_and_a_rerun_starts_fresh(digits_store, tmp_path):
     # a learning rate this small cannot improve validation accuracy after the first epoch
-    params = _params(epochs=6, lr=1e-9, scheduler="none", early_stopping_patience=1)
-    result = train(params, _paths(digits_store, tmp_path))
+    params = tiny_params(epochs=6, lr=1e-9, scheduler="none", early_stopping_patience=1)
+    result = train(params, train_paths(digits_store, tmp_path))
     last = load_checkpoint(tmp_path / "models" / "last.pt")
     assert result["epochs_trained"] == last["epoch"] < 6 and last["stopped_early"]
-    again = train(params, _paths(digits_store, tmp_path))
+    again = train(params, train_paths(digits_store, tmp_path))
     assert _comparable(again) == _comparable(result)  # finished: retrained from scratch, same result
 
 
 def test_frozen_backbone_keeps_batchnorm_statistics(digits_store, tmp_path):
     from vistage.runtime import seed_everything
 
-    params = _params(epochs=1, freeze="backbone")
-    train(params, _paths(digits_store, tmp_path))
+    params = tiny_params(epochs=1, freeze="backbone")
+    train(params, train_paths(digits_store, tmp_path))
     seed_everything(params.seed, params.deterministic)
     initial = build_model(params.model, 10).state_dict()
     trained = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
@@ -133,17 +125,17 @@ def test_frozen_backbone_keeps_batchnorm_statistics(digits_store, tmp_path):
 
 
 def test_input_size_resizes_batches_on_the_device(digits_store, tmp_path):
-    train(_params(epochs=1, input_size=16, model="resnet18", small_stem=True, max_steps_per_epoch=3),
-          _paths(digits_store, tmp_path))
+    train(tiny_params(epochs=1, input_size=16, model="resnet18", small_stem=True, max_steps_per_epoch=3),
+          train_paths(digits_store, tmp_path))
     trained = TrainedModel(tmp_path / "models" / "best.pt", torch.device("cpu"))
     batch = torch.zeros(2, 8, 8, 3, dtype=torch.uint8)
     assert trained.normalize(batch).shape == (2, 3, 16, 16)
 
 
 def test_pretrained_transfer_two_stage_runs_offline(digits_store, tmp_path):
-    params = _params(epochs=2, model="tf_efficientnet_lite0", pretrained=True, input_size=32, freeze="backbone",
+    params = tiny_params(epochs=2, model="tf_efficientnet_lite0", pretrained=True, input_size=32, freeze="backbone",
                      freeze_epochs=1, backbone_lr_scale=0.1, max_steps_per_epoch=2, batch_size=16)
-    train(params, _paths(digits_store, tmp_path))
+    train(params, train_paths(digits_store, tmp_path))
     ckpt = load_checkpoint(tmp_path / "models" / "last.pt")
     assert ckpt["normalize"] == {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # from the pretrained config
     pretrained = build_model("tf_efficientnet_lite0", 10, pretrained=True).state_dict()
@@ -182,7 +174,7 @@ def test_two_process_ddp_on_cpu_matches_one_process(digits_store, tmp_path):
 
 
 def test_torch_compile_trains_and_saves_plain_weights(digits_store, tmp_path):
-    result = train(_params(epochs=1, compile=True, max_steps_per_epoch=3), _paths(digits_store, tmp_path))
+    result = train(tiny_params(epochs=1, compile=True, max_steps_per_epoch=3), train_paths(digits_store, tmp_path))
     assert np.isfinite(result["train/loss"])
     state = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
     assert not any(k.startswith("_orig_mod.") for k in state)  # loadable without torch.compile
@@ -205,6 +197,6 @@ def _recipe_smoke_params(name: str) -> Params:
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml")))
 def test_each_recipe_trains_a_few_batches(name, digits_store, tmp_path):
     params = _recipe_smoke_params(name)
-    result = train(params, _paths(digits_store, tmp_path))
+    result = train(params, train_paths(digits_store, tmp_path))
     assert np.isfinite(result["train/loss"]) and result["epochs_trained"] == 2
     assert load_checkpoint(tmp_path / "models" / "best.pt")["params"]["model"] == params.model

@@ -5,29 +5,20 @@ import torch
 
 import vistage.training as training
 from vistage.checkpoint import load_checkpoint
-from vistage.params import Params
-from vistage.training import TrainPaths, train
+from vistage.training import train
 
-from .conftest import TINY, default_params, merged
-
-
-def _params(**override) -> Params:
-    return Params.model_validate(merged(merged(default_params(), TINY), override))
-
-
-def _paths(store_dir, out_dir) -> TrainPaths:
-    return TrainPaths(store_dir / "prepared", store_dir / "split.csv", out_dir / "models", out_dir / "live")
+from .conftest import tiny_params, train_paths
 
 
 def test_train_returns_metrics_and_writes_checkpoints_and_curves(digits_store, tmp_path):
-    result = train(_params(epochs=3), _paths(digits_store, tmp_path))
+    result = train(tiny_params(epochs=3), train_paths(digits_store, tmp_path))
     assert result["val/acc"] > 0.5  # 3 epochs at 8x8 already learn digits
     assert set(result) >= {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput", "best_val_acc"}
     best = load_checkpoint(tmp_path / "models" / "best.pt")
     last = load_checkpoint(tmp_path / "models" / "last.pt")
     assert last["epoch"] == 3 and best["epoch"] <= 3
     assert best["classes"] == [str(i) for i in range(10)]
-    assert best["params"] == _params(epochs=3).training_dict()
+    assert best["params"] == tiny_params(epochs=3).training_dict()
     logged = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert logged["step"] == 2 and logged["val"]["acc"] == pytest.approx(result["val/acc"])
     curve = (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
@@ -35,8 +26,8 @@ def test_train_returns_metrics_and_writes_checkpoints_and_curves(digits_store, t
 
 
 def test_same_seed_same_metrics(digits_store, tmp_path):
-    a = train(_params(), _paths(digits_store, tmp_path / "a"))
-    b = train(_params(), _paths(digits_store, tmp_path / "b"))
+    a = train(tiny_params(), train_paths(digits_store, tmp_path / "a"))
+    b = train(tiny_params(), train_paths(digits_store, tmp_path / "b"))
     a.pop("throughput"), b.pop("throughput")
     assert a == b
 
@@ -47,8 +38,8 @@ def test_same_seed_same_metrics(digits_store, tmp_path):
     {"augment": ["random_resized_crop", "randaugment", "flip"], "num_workers": 2, "accumulate": 2},
 ], ids=["plain", "mix-ema", "workers-accumulate"])
 def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path, monkeypatch, extra):
-    params = _params(epochs=3, **{"augment": ["crop", "flip"], **extra})
-    full = train(params, _paths(digits_store, tmp_path / "full"))
+    params = tiny_params(epochs=3, **{"augment": ["crop", "flip"], **extra})
+    full = train(params, train_paths(digits_store, tmp_path / "full"))
 
     real_save = training.save_checkpoint
 
@@ -58,7 +49,7 @@ def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path,
             raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_die)
-    paths = _paths(digits_store, tmp_path / "cut")
+    paths = train_paths(digits_store, tmp_path / "cut")
     with pytest.raises(KeyboardInterrupt):
         train(params, paths)
     monkeypatch.setattr(training, "save_checkpoint", real_save)
@@ -70,10 +61,10 @@ def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path,
 
 
 def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsys):
-    paths = _paths(digits_store, tmp_path)
-    train(_params(epochs=1), paths)
+    paths = train_paths(digits_store, tmp_path)
+    train(tiny_params(epochs=1), paths)
     first = load_checkpoint(paths.models / "last.pt")
-    train(_params(epochs=2, lr=0.01), paths)
+    train(tiny_params(epochs=2, lr=0.01), paths)
     out = capsys.readouterr().err
     assert "trained with other params; starting fresh" in out
     assert load_checkpoint(paths.models / "last.pt")["params"]["lr"] == 0.01
@@ -81,7 +72,7 @@ def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsy
 
 
 def test_timm_model_trains(digits_store, tmp_path):
-    result = train(_params(model="resnet18", epochs=1), _paths(digits_store, tmp_path))
+    result = train(tiny_params(model="resnet18", epochs=1), train_paths(digits_store, tmp_path))
     assert torch.isfinite(torch.tensor(result["train/loss"]))
 
 
@@ -89,8 +80,8 @@ def test_frozen_backbone_trains_only_the_classifier(digits_store, tmp_path):
     from vistage.models import build_model
     from vistage.runtime import seed_everything
 
-    params = _params(epochs=1, freeze="backbone")
-    train(params, _paths(digits_store, tmp_path))
+    params = tiny_params(epochs=1, freeze="backbone")
+    train(params, train_paths(digits_store, tmp_path))
     trained = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
     seed_everything(params.seed, params.deterministic)  # the same initial weights as train() drew
     initial = build_model(params.model, 10)
@@ -99,9 +90,9 @@ def test_frozen_backbone_trains_only_the_classifier(digits_store, tmp_path):
 
 
 def test_two_stage_unfreezes_after_freeze_epochs(digits_store, tmp_path):
-    train(_params(epochs=1, freeze="backbone"), _paths(digits_store, tmp_path / "a"))
+    train(tiny_params(epochs=1, freeze="backbone"), train_paths(digits_store, tmp_path / "a"))
     frozen = load_checkpoint(tmp_path / "a" / "models" / "last.pt")["model"]
-    train(_params(epochs=2, freeze="backbone", freeze_epochs=1), _paths(digits_store, tmp_path / "b"))
+    train(tiny_params(epochs=2, freeze="backbone", freeze_epochs=1), train_paths(digits_store, tmp_path / "b"))
     thawed = load_checkpoint(tmp_path / "b" / "models" / "last.pt")["model"]
     conv = "features.0.0.weight"
     assert not torch.equal(frozen[conv], thawed[conv])  # the second epoch trained the backbone too

@@ -15,6 +15,7 @@ the common case costs next to nothing next to the model step. The order within e
 the order of the list.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -114,9 +115,7 @@ def random_erasing(image_size: int, params, p: float = 0.5, scale=(0.02, 0.33), 
     def apply(x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         area = torch.empty(n).uniform_(*scale) * h * w
-        log_r = torch.empty(n).uniform_(torch.log(torch.tensor(ratio[0])).item(),
-                                        torch.log(torch.tensor(ratio[1])).item())
-        aspect = torch.exp(log_r)
+        aspect = torch.exp(torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1])))
         eh = torch.sqrt(area * aspect).round().clamp(1, h).long()
         ew = torch.sqrt(area / aspect).round().clamp(1, w).long()
         top = (torch.rand(n) * (h - eh + 1).float()).long()
@@ -152,8 +151,7 @@ def cutmix(num_classes: int, params):
 def mixup_cutmix(num_classes: int, params):
     from torchvision.transforms import v2
 
-    return v2.RandomChoice([v2.MixUp(alpha=params.mix_alpha, num_classes=num_classes),
-                            v2.CutMix(alpha=params.mix_alpha, num_classes=num_classes)])
+    return v2.RandomChoice([mixup(num_classes, params), cutmix(num_classes, params)])
 
 
 @dataclass

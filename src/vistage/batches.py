@@ -51,25 +51,20 @@ def iterate_batches(images: np.ndarray, labels: np.ndarray, index: np.ndarray, b
                     shuffle: bool, generator: torch.Generator | None = None,
                     drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
     """Yield (uint8 NHWC images, int64 labels, store indices) on the CPU."""
-    order = index[torch.randperm(len(index), generator=generator).numpy()] if shuffle else index
-    stop = len(order) - (len(order) % batch_size if drop_last else 0)
-    for start in range(0, stop, batch_size):
-        batch = order[start:start + batch_size]
-        # sorted reads are kinder to the page cache; the label order follows the images
-        batch = np.sort(batch)
-        yield torch.from_numpy(np.ascontiguousarray(images[batch])), torch.from_numpy(labels[batch]), batch
+    return store_batches(images, labels, epoch_batches(index, batch_size, generator, drop_last, shuffle=shuffle))
 
 
-def epoch_batches(index: np.ndarray, batch_size: int, generator: torch.Generator, drop_last: bool,
-                  rank: int = 0, world: int = 1, max_steps: int = 0) -> list[np.ndarray]:
+def epoch_batches(index: np.ndarray, batch_size: int, generator: torch.Generator | None, drop_last: bool,
+                  rank: int = 0, world: int = 1, max_steps: int = 0, shuffle: bool = True) -> list[np.ndarray]:
     """One epoch's shuffled batches of store rows, as this process's share.
 
     Every process draws the same global order from the same seeded generator and takes every
     `world`-th row of each global batch, so N processes together see exactly the batches one
     process would: DDP's averaged gradient is the single-process gradient (BatchNorm statistics
-    aside), and `batch_size` means the same thing on one device or eight.
+    aside), and `batch_size` means the same thing on one device or eight. Rows within a batch are
+    sorted: sorted reads are kinder to the page cache, and the labels follow the images.
     """
-    order = index[torch.randperm(len(index), generator=generator).numpy()]
+    order = index[torch.randperm(len(index), generator=generator).numpy()] if shuffle else index
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
     batches = [np.sort(order[s:s + batch_size][rank::world]) for s in range(0, stop, batch_size)]
     return batches[:max_steps] if max_steps else batches

@@ -1,6 +1,7 @@
 """Model registry: vistage's own small models plus every timm architecture by name."""
 
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -135,8 +136,6 @@ def build_model(name: str, num_classes: int, pretrained: bool | str = False, dro
     if small_stem:
         small_image_stem(model, name)
     if from_file:  # after the stem change, so weights saved from a small-stem model fit
-        from pathlib import Path
-
         load_weights(model, Path(pretrained))
     return model
 

@@ -130,16 +130,10 @@ KEYWORD_REGISTRIES = {
 DATA_KEYWORDS = ("data.source",)
 
 
-def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tuple(KEYWORD_REGISTRIES)) -> Params:
-    """Read and validate params.yaml; raise VistageError with one line on any problem.
-
-    Every stage validates the whole file (types, ranges, unknown keys); `keywords` names the
-    registry keywords the calling stage uses, checked too. Checking the model or optimizer
-    imports torch and timm, which the data stages do not need.
-    """
-    path = Path(path)
+def read_mapping(path: Path, missing: str = "not found") -> dict:
+    """A YAML file that must hold a mapping (an empty file is an empty one); one-line errors."""
     if not path.is_file():
-        raise VistageError(f"{path}: params file not found")
+        raise VistageError(f"{path}: {missing}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -148,13 +142,30 @@ def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tu
         raise VistageError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise VistageError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def check_fractions(params: Params, where: str | Path) -> None:
+    """Cross-field rule the per-field schema cannot say: something must be left to train on."""
+    if params.data.val_fraction + params.data.test_fraction >= 1:
+        raise VistageError(f"{where}: data.val_fraction + data.test_fraction must be below 1, got "
+                           f"{params.data.val_fraction} + {params.data.test_fraction}")
+
+
+def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tuple(KEYWORD_REGISTRIES)) -> Params:
+    """Read and validate params.yaml; raise VistageError with one line on any problem.
+
+    Every stage validates the whole file (types, ranges, unknown keys); `keywords` names the
+    registry keywords the calling stage uses, checked too. Checking the model or optimizer
+    imports torch and timm, which the data stages do not need.
+    """
+    path = Path(path)
+    raw = read_mapping(path, missing="params file not found")
     try:
         params = Params.model_validate(raw)
     except ValidationError as err:
         raise VistageError(_format_error(path, err)) from None
-    if params.data.val_fraction + params.data.test_fraction >= 1:
-        raise VistageError(f"{path}: data.val_fraction + data.test_fraction must be below 1, got "
-                           f"{params.data.val_fraction} + {params.data.test_fraction}")
+    check_fractions(params, path)
     check_keywords(params, keywords, where=str(path))
     return params
 

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .errors import VistageError, choice_error
 
@@ -46,16 +45,12 @@ def describe(path: Path) -> str:
 
 def load_recipe(name: str, folder: Path = RECIPES_DIR) -> dict:
     """The raw overrides of recipes/NAME.yaml (not yet checked against the schema)."""
+    from .params import read_mapping
+
     path = recipe_path(name, folder)
-    try:
-        overrides = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise VistageError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(overrides, dict) or not overrides:
-        raise VistageError(f"{path}: expected a mapping of params.yaml keys to values, "
-                           f"got {type(overrides).__name__}")
+    overrides = read_mapping(path)
+    if not overrides:
+        raise VistageError(f"{path}: expected a mapping of params.yaml keys to values, got an empty file")
     return overrides
 
 
@@ -94,7 +89,7 @@ def check_recipe(name: str, params_path: Path = Path("params.yaml"), folder: Pat
     come back as the schema reads them (`lr: 1e-3`, a string to YAML, comes back 0.001)."""
     from pydantic import ValidationError
 
-    from .params import Params, _format_error
+    from .params import Params, _format_error, check_fractions
 
     path = recipe_path(name, folder)
     overrides = load_recipe(name, folder)
@@ -107,24 +102,15 @@ def check_recipe(name: str, params_path: Path = Path("params.yaml"), folder: Pat
                           for k in flatten(overrides))
         where = str(path) if from_recipe else f"{params_path} (with {path} on top)"
         raise VistageError(_format_error(Path(where), err)) from None
-    data = params.data
-    if data.val_fraction + data.test_fraction >= 1:
-        raise VistageError(f"{path}: data.val_fraction + data.test_fraction must be below 1, got "
-                           f"{data.val_fraction} + {data.test_fraction}")
+    check_fractions(params, path)
     validated = params.model_dump(mode="json")
     return _unflatten({key: _lookup(validated, key)[1] for key in flatten(overrides)})
 
 
 def _read_base(params_path: Path) -> dict:
-    if not params_path.is_file():
-        raise VistageError(f"{params_path}: params file not found (run vistage from the project's root folder)")
-    try:
-        base = yaml.safe_load(params_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise VistageError(f"{params_path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(base, dict):
-        raise VistageError(f"{params_path}: expected a mapping of keys to values")
-    return base
+    from .params import read_mapping
+
+    return read_mapping(params_path, missing="params file not found (run vistage from the project's root folder)")
 
 
 def _unflatten(flat: dict[str, Any]) -> dict:

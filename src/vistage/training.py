@@ -216,8 +216,8 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
                     if epoch and not frozen:
                         say(f"epoch {epoch + 1}: backbone unfrozen")
                 wrapped, wrapped_frozen = _wrap(model, params, dist, device), frozen
+                trainable = [p for p in model.parameters() if p.requires_grad]  # what grad_clip clips
             train_mode(model, frozen)
-            trainable = [p for p in model.parameters() if p.requires_grad]
             batches = epoch_batches(train_idx, params.batch_size, shuffle_gen, drop_last, dist.rank, dist.world,
                                     params.max_steps_per_epoch)
             if per_sample is None:
