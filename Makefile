@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test install bench clean
+.PHONY: repro test test-fast install bench clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(BIN)/vistage: pyproject.toml
@@ -20,6 +20,10 @@ repro: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the quick tier: everything but the tests marked slow (end-to-end dvc runs, DDP, real data sets)
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/train_throughput.py

@@ -79,10 +79,9 @@ def digits_store(tmp_path_factory):
     return base
 
 
-@pytest.fixture
-def project(tmp_path):
-    """A copy of the project's tracked files in a fresh git repository with one commit."""
-    dest = tmp_path / "project"
+def copy_project(dest: Path, override: dict | None = None) -> Path:
+    """A copy of the project's tracked files (TINY params, no committed results) in a fresh git
+    repository with one commit."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
     for rel in filter(None, files.stdout.split("\0")):
         src = ROOT / rel
@@ -90,9 +89,23 @@ def project(tmp_path):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     (dest / "metrics").mkdir(exist_ok=True)
-    params = merged(default_params(), TINY)
+    params = merged(merged(default_params(), TINY), override or {})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
                 ["git", "config", "user.name", "t"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run(cmd, dest)
     return dest
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A throwaway copy of the project (see copy_project)."""
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory):
+    """One copy of the project after a full `dvc repro`, shared by the end-to-end tests that only
+    read it or run experiments on top of it: (project, output of that first repro)."""
+    dest = copy_project(tmp_path_factory.mktemp("reproduced") / "project")
+    return dest, run(["dvc", "repro"], dest).stdout

@@ -148,7 +148,8 @@ def _workdir(digits_store, tmp_path, **override) -> tuple:
     os.symlink(digits_store / "prepared", work / "data" / "prepared")
     os.symlink(digits_store / "split.csv", work / "data" / "split.csv")
     (work / "params.yaml").write_text(yaml.safe_dump(merged(merged(default_params(), TINY), override)))
-    return work, [str(BIN / "vistage"), "train", "--params", "params.yaml"]
+    return work, [str(BIN / "vistage"), "train", "--params", "params.yaml", "--store", "data/prepared", "--split",
+                  "data/split.csv", "--models", "models", "--live", "metrics/train"]
 
 
 def _final_metrics(work) -> dict:

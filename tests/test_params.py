@@ -1,3 +1,4 @@
+import shlex
 import subprocess
 import sys
 
@@ -69,13 +70,15 @@ def test_missing_params_file(tmp_path):
         load_params(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("stage", ["prepare", "split", "train", "evaluate", "predict", "report"])
+@pytest.mark.parametrize("stage", ["prepare", "split", "train", "predict", "report"])  # evaluate reads no params
 def test_every_stage_refuses_bad_params_with_exit_2_and_no_traceback(tmp_path, write_params, stage):
     path = write_params({"epochs": -1})
     sentinel = tmp_path / "models" / "best.pt"
     sentinel.parent.mkdir()
     sentinel.write_bytes(b"earlier output")
-    proc = subprocess.run([sys.executable, "-m", "vistage", stage, "--params", str(path)], cwd=tmp_path,
+    args = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["cmd"])[2:]
+    args[args.index("--params") + 1] = str(path)  # the stage's own arguments, as dvc.yaml runs it
+    proc = subprocess.run([sys.executable, "-m", "vistage", stage, *args], cwd=tmp_path,
                           env=run_env(), capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "epochs" in proc.stderr and "Traceback" not in proc.stderr

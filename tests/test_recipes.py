@@ -269,7 +269,7 @@ def _r5_reads(csv_path: Path):
     """The csv source with recipe r5-csv's data params, pointed at `csv_path`."""
     from vistage.data.sources import load_source
 
-    data = load_recipe("r5-csv", RECIPES)["data"] | {"path": str(csv_path)}
+    data = load_recipe("r5-csv", RECIPES)["data"] | {"path": str(csv_path), "root": str(csv_path.parent)}
     return load_source(Params.model_validate(merge(BASE, {"data": data})).data)
 
 

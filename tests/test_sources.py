@@ -153,7 +153,7 @@ def test_csv_relative_paths_split_and_group_columns(tmp_path):
     rows = [{"file": f"img/{i}.png", "y": "odd" if i % 2 else "even", "part": "test" if i == 5 else "",
              "g": f"g{i // 2}"} for i in range(6)]
     path = write_csv_data(tmp_path, rows)
-    stats, store = prepare(tmp_path, dp(source="csv", path=str(path), csv_path_column="file",
+    stats, store = prepare(tmp_path, dp(source="csv", path=str(path), root=str(tmp_path), csv_path_column="file",
                                         csv_label_column="y", csv_split_column="part", csv_group_column="g"))
     assert store.classes == ["even", "odd"] and len(store.images) == 6
     assert store.samples["split"].tolist() == [""] * 5 + ["test"]
@@ -171,7 +171,7 @@ def test_csv_paths_relative_to_a_root(tmp_path):
 
 def test_csv_unlabeled_set(tmp_path):
     path = write_csv_data(tmp_path, [{"path": f"img/{i}.png"} for i in range(3)])
-    stats, store = prepare(tmp_path, dp(source="csv", path=str(path), csv_label_column=None))
+    stats, store = prepare(tmp_path, dp(source="csv", path=str(path), root=str(tmp_path), csv_label_column=None))
     assert store.classes == [] and store.samples["label"].tolist() == [-1, -1, -1]
     assert split_table(store.samples, [], 0.2, 0.2, 0)["split"].tolist() == ["unlabeled"] * 3
 
@@ -190,9 +190,9 @@ def test_csv_missing_label_column_names_the_columns(tmp_path):
 def test_csv_bad_rows_name_the_row(tmp_path, row, reason):
     path = write_csv_data(tmp_path, [{"path": "img/0.png", "label": "a"}, row])
     with pytest.raises(VistageError) as exc:
-        prepare(tmp_path, dp(source="csv", path=str(path)))
+        prepare(tmp_path, dp(source="csv", path=str(path), root=str(tmp_path)))
     assert f"labels.csv row 3: {row['path']} ({reason}" in str(exc.value)
-    stats, store = prepare(tmp_path, dp(source="csv", path=str(path), on_bad_image="skip"))
+    stats, store = prepare(tmp_path, dp(source="csv", path=str(path), root=str(tmp_path), on_bad_image="skip"))
     assert len(store.images) == 1 and stats["skipped"][0]["reason"].startswith(reason.split(":")[0])
 
 
@@ -237,8 +237,8 @@ def test_cifar_refuses_pickles_that_run_code(tmp_path):
         load_source(dp(source="cifar", path=str(root)))
 
 
-def test_cifar_missing_path_without_download(tmp_path):
-    with pytest.raises(VistageError, match="data.download: true"):
+def test_cifar_missing_path_says_how_to_fetch_it(tmp_path):
+    with pytest.raises(VistageError, match="dvc import-url https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"):
         load_source(dp(source="cifar", path=str(tmp_path / "none")))
 
 
@@ -296,7 +296,8 @@ def test_only_bad_images_is_an_error_even_when_skipping(tmp_path):
 def test_prepare_cli_bad_data_exit_2_outputs_intact(tmp_path, write_params):
     make_tree(tmp_path / "d", {"a": 3, "b": 3})
     params = write_params({"data": {"source": "folder", "path": str(tmp_path / "d"), "workers": 1}})
-    cmd = [sys.executable, "-m", "vistage", "prepare", "--params", str(params)]
+    cmd = [sys.executable, "-m", "vistage", "prepare", "--params", str(params), "--out", "data/prepared",
+           "--metrics", "metrics/data.json"]
     subprocess.run(cmd, cwd=tmp_path, env=run_env(), check=True, capture_output=True)
     data_json = (tmp_path / "metrics" / "data.json").read_text()
     (tmp_path / "d" / "a" / "broken.png").write_bytes(b"nope")

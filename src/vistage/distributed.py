@@ -1,6 +1,6 @@
 """DistributedDataParallel through torchrun.
 
-`devices: N` in params.yaml makes `vistage train` re-launch itself under torchrun
+`devices: N` in params.yaml makes the train stage re-launch itself under torchrun
 (`python -m torch.distributed.run --standalone --nproc-per-node N`); a user's own
 `torchrun ... -m vistage train` (several nodes, a rendezvous server) is picked up from the
 environment variables torchrun sets. NCCL on CUDA, gloo on the CPU.
@@ -52,10 +52,10 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def relaunch_command(devices: int, argv: list[str]) -> list[str]:
-    """The torchrun command that runs this same `vistage` invocation on `devices` processes."""
+def relaunch_command(devices: int, module: str, args: list[str]) -> list[str]:
+    """The torchrun command that runs `python -m module args` on `devices` processes."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
-            "-m", "vistage", *argv]
+            "-m", module, *args]
 
 
 def init(device_kind: str) -> Dist:

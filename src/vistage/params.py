@@ -22,13 +22,17 @@ class _Strict(BaseModel):
 
 class DataParams(_Strict):
     source: str = Field("digits", description="data source keyword (`vistage list sources`)")
-    path: str | None = Field(None, description="where the source data is (folder, archive, CSV)")
-    root: str | None = Field(None, description="csv: folder the image paths are relative to (default: the CSV's)")
+    # Both are dependencies of the prepare stage in dvc.yaml (${data.path}, ${data.root}): DVC hashes
+    # them, so a file added, removed or edited there reruns prepare. DVC cannot template an empty
+    # value, hence a real folder as the default (data/raw: where `dvc add`/`dvc import-url` put data).
+    path: str = Field("data/raw", min_length=1,
+                      description="the source data: folder or archive (folder), CSV file (csv), batches (cifar)")
+    root: str = Field("data/raw", min_length=1,
+                      description="csv: the folder the CSV's image paths are relative to and stay inside")
     csv_path_column: str = Field("path", description="csv: column of image paths")
     csv_label_column: str | None = Field("label", description="csv: column of labels (null: unlabeled)")
     csv_split_column: str | None = Field(None, description="csv: optional column of predefined splits")
     csv_group_column: str | None = Field(None, description="csv: optional column of groups kept in one split")
-    download: bool = Field(False, description="cifar: download with torchvision when data.path is missing")
     image_size: int = Field(32, ge=4, le=4096, description="side of the square images in the store")
     resize: Literal["crop", "pad"] = Field("crop", description="other sizes: shorter side + centre crop, or pad")
     on_bad_image: Literal["error", "skip"] = Field("error", description="unreadable images: stop, or skip and list")

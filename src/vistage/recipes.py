@@ -196,10 +196,10 @@ def absolute_data_paths(overrides: dict, cwd: Path | None = None) -> dict:
 
 
 def missing_data(overrides: dict, cwd: Path | None = None) -> str | None:
-    """The recipe's data.path when it does not exist (and is not going to be downloaded)."""
+    """The recipe's data.path when it does not exist."""
     flat = flatten(overrides)
     path = flat.get("data.path")
-    if not isinstance(path, str) or not path or flat.get("data.download"):
+    if not isinstance(path, str) or not path:
         return None
     full = Path(path).expanduser()
     full = full if full.is_absolute() else (Path.cwd() if cwd is None else Path(cwd)) / full

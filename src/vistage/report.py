@@ -5,6 +5,7 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +135,24 @@ def mistakes_html(predictions: pd.DataFrame, store_dir: Path, limit: int = 24) -
             f"the {len(wrong)} most confident mistakes:</p><div class=grid>" + "".join(cards) + "</div>")
 
 
-def build_report(params: Params, metrics_dir: Path, predictions_csv: Path, store_dir: Path) -> str:
-    metrics_dir, store_dir = Path(metrics_dir), Path(store_dir)
-    live = metrics_dir / "train"
-    eval_metrics = json.loads((metrics_dir / "eval.json").read_text()) if (metrics_dir / "eval.json").is_file() else {}
-    train_metrics = json.loads((live / "metrics.json").read_text()) if (live / "metrics.json").is_file() else {}
+@dataclass
+class ReportInputs:
+    """Every file the report reads (dvc.yaml names each one in the report stage)."""
+
+    metrics: Path  # test metrics (JSON)
+    live: Path  # DVCLive directory of training
+    per_class: Path
+    confusion: Path
+    predictions: Path
+    store: Path  # prepared store: the images of the mistakes
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_report(params: Params, inputs: ReportInputs) -> str:
+    eval_metrics, train_metrics = _json(inputs.metrics), _json(inputs.live / "metrics.json")
     sections = [f"<h1>vistage report</h1><p class=sub>model <b>{html.escape(params.model)}</b> on "
                 f"<b>{html.escape(params.data.source)}</b>, {params.epochs} epochs</p>"]
     sections.append("<h2>Test metrics</h2>" + _table([(k, v) for k, v in eval_metrics.items()], ("metric", "value")))
@@ -146,23 +160,24 @@ def build_report(params: Params, metrics_dir: Path, predictions_csv: Path, store
     epochs_trained = [("epochs trained", train_metrics.pop("step") + 1)] if "step" in train_metrics else []
     sections.append("<h2>Last training epoch</h2>" + _table(epochs_trained + _flatten(train_metrics),
                                                              ("metric", "value")))
+    live = inputs.live
     charts = [line_chart("loss", {"train": _curve(live, "train/loss"), "val": _curve(live, "val/loss")}),
               line_chart("accuracy", {"train": _curve(live, "train/acc"), "val": _curve(live, "val/acc")}),
               line_chart("learning rate", {"lr": _curve(live, "lr")})]
     sections.append("<h2>Learning curves</h2><div class=charts>" + "".join(charts) + "</div>")
-    classes = json.loads((store_dir / "classes.json").read_text())["classes"] if (store_dir / "classes.json").is_file() else None
-    if (metrics_dir / "confusion.csv").is_file():
-        confusion = pd.read_csv(metrics_dir / "confusion.csv", dtype=str, keep_default_na=False)
+    classes = _json(inputs.store / "classes.json").get("classes")
+    if inputs.confusion.is_file():
+        confusion = pd.read_csv(inputs.confusion, dtype=str, keep_default_na=False)
         classes = classes or sorted(set(confusion["actual"]) | set(confusion["predicted"]))
         sections.append("<h2>Confusion matrix</h2>" + confusion_html(confusion, classes))
-    if (metrics_dir / "per_class.csv").is_file():
-        per_class = pd.read_csv(metrics_dir / "per_class.csv", dtype={"class": str}, keep_default_na=False)
+    if inputs.per_class.is_file():
+        per_class = pd.read_csv(inputs.per_class, dtype={"class": str}, keep_default_na=False)
         sections.append("<h2>Per class</h2>" + _table([tuple(r) for r in per_class.itertuples(index=False)],
                                                        tuple(per_class.columns)))
-    if Path(predictions_csv).is_file():
-        predictions = pd.read_csv(predictions_csv, dtype={"label": str, "predicted": str, "id": str},
+    if inputs.predictions.is_file():
+        predictions = pd.read_csv(inputs.predictions, dtype={"label": str, "predicted": str, "id": str},
                                   keep_default_na=False)
-        sections.append("<h2>Misclassified examples</h2>" + mistakes_html(predictions, store_dir))
+        sections.append("<h2>Misclassified examples</h2>" + mistakes_html(predictions, inputs.store))
     sections.append("<h2>Params</h2>" + _table(_flatten(params.model_dump(mode="json")), ("param", "value")))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>vistage report</title><style>{STYLE}</style>"
             f"</head><body>{''.join(sections)}</body></html>\n")

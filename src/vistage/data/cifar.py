@@ -1,6 +1,6 @@
 """The `cifar` source: CIFAR-10/100 python batches from a local folder or the original
-`cifar-10-python.tar.gz` / `cifar-100-python.tar.gz` archive (downloaded by torchvision only when
-`data.download: true`). The batches are pickles: they are read with an unpickler that only
+`cifar-10-python.tar.gz` / `cifar-100-python.tar.gz` archive (fetch it the DVC way:
+`dvc import-url https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz data/raw/`). The batches are pickles: they are read with an unpickler that only
 builds numpy arrays and plain containers, so a crafted file cannot run code."""
 
 import io
@@ -46,16 +46,10 @@ def _read_files(path: Path) -> dict[str, bytes]:
 
 @SOURCES.register("cifar", help="CIFAR-10/100 python batches (folder or cifar-*-python.tar.gz); train/test kept")
 def cifar(dp) -> SourceData:
-    if not dp.path:
-        raise VistageError("params.yaml: data.path: the 'cifar' source needs the folder of the python batches")
     path = Path(dp.path).expanduser()
     if not path.exists():
-        if not dp.download:
-            raise VistageError(f"params.yaml: data.path: {str(path)!r} does not exist (set data.download: true "
-                               f"to fetch CIFAR-10 with torchvision)")
-        from torchvision.datasets import CIFAR10
-
-        CIFAR10(root=str(path), download=True)
+        raise VistageError(f"params.yaml: data.path: {str(path)!r} does not exist (fetch CIFAR-10 with `dvc "
+                           "import-url https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz data/raw/`)")
     files = _read_files(path)
     if "data_batch_1" in files:  # CIFAR-10
         parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}

@@ -84,3 +84,15 @@ def load_split(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise VistageError(f"{path}: missing; run `vistage split` first")
     return pd.read_csv(path, keep_default_na=False)
+
+
+def split_counts(table: pd.DataFrame, samples: pd.DataFrame, classes: list[str]) -> dict:
+    """Images per split and per class within each split (unlabeled images counted apart)."""
+    joined = table.merge(samples[["index", "label"]], on="index")
+    counts = {}
+    for name in (*SPLITS, "unlabeled"):
+        part = joined.loc[joined["split"] == name, "label"]
+        if len(part) or name in SPLITS:
+            per_class = part[part >= 0].value_counts().sort_index()
+            counts[name] = {"images": int(len(part)), "per_class": {classes[c]: int(n) for c, n in per_class.items()}}
+    return counts

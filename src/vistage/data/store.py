@@ -40,7 +40,7 @@ class Store:
 def _bad_error(bad: list[tuple[str, str]]) -> VistageError:
     first = "; ".join(f"{name} ({why})" for name, why in bad[:SHOWN_BAD])
     return VistageError(f"prepare: {len(bad)} bad image(s): {first}{' ...' if len(bad) > SHOWN_BAD else ''} "
-                        f"(set data.on_bad_image: skip to leave them out and list them in metrics/data.json)")
+                        f"(set data.on_bad_image: skip to leave them out; prepare lists them in its data statistics)")
 
 
 def write_store(out_dir: str | Path, source: SourceData, image_size: int, policy: str = "crop",

@@ -1,13 +1,18 @@
+"""`vistage list`: the valid keywords of every registry."""
+
+from typing import Annotated
+
 import typer
 
 
-def list_keywords(kind: str = typer.Argument(None, help="one registry (e.g. models) to list in full")) -> None:
+def list_keywords(kind: Annotated[str | None, typer.Argument(help="one registry (e.g. models) to list in full")] = None
+                  ) -> None:
     """Show the valid keywords of every registry (models, optimizers, schedulers, ...)."""
     from rich.console import Console
     from rich.table import Table
 
-    from ..errors import choice_error
-    from ..registries import ALL
+    from .errors import choice_error
+    from .registries import ALL
 
     console = Console()
     if kind is None:

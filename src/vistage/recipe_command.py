@@ -1,22 +1,25 @@
+"""`vistage recipe`: ready-made params for the users' recipes, as one `dvc exp run` command."""
+
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from .options import ParamsOption
+from .command import ParamsFile
 
 
-def recipe(name: str = typer.Argument(None, help="recipe name (recipes/NAME.yaml); none: list the recipes"),
-           run: bool = typer.Option(False, "--run", help="run the experiment now (dvc exp run)"),
-           queue: bool = typer.Option(False, "--queue", help="queue it instead (then: dvc queue start -j N)"),
-           params: Path = ParamsOption) -> None:
+def recipe(name: Annotated[str | None, typer.Argument(help="recipe name (recipes/NAME.yaml); none: list them")] = None,
+           run: Annotated[bool, typer.Option("--run", help="run the experiment now (dvc exp run)")] = False,
+           queue: Annotated[bool, typer.Option("--queue", help="queue it instead (then: dvc queue start -j N)")] = False,
+           params: ParamsFile = Path("params.yaml")) -> None:
     """Ready-made params for the users' recipes (R3-R5): print one `dvc exp run -S ...` command, or run it."""
     import shlex
     import shutil
     import subprocess
     import sys
 
-    from ..errors import VistageError
-    from ..recipes import RECIPES_DIR, describe, load_recipe, missing_data, recipe_command, recipe_names
+    from .errors import VistageError
+    from .recipes import RECIPES_DIR, describe, load_recipe, missing_data, recipe_command, recipe_names
 
     if name is None:
         from rich.console import Console

@@ -1,0 +1,35 @@
+"""What every command shares: the params option, building a one-command Typer app, and ending
+on a user error with one line.
+
+Only Typer is imported here: `--help` of any command answers without loading torch.
+"""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import VistageError
+
+ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="params file", dir_okay=False)]
+
+
+def single_command(fn: Callable) -> typer.Typer:
+    """A Typer app of one command, so `python stages/NAME.py --help` shows that command's options."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(fn)
+    return app
+
+
+def run(app: typer.Typer) -> None:
+    """Run `app`; a VistageError (bad params, bad data, missing input) is one line and exit 2."""
+    try:
+        app()
+    except VistageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: outputs written so far are complete; rerun to resume", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,34 @@
+"""split: stratified, seeded train/val/test assignment of every image in the store."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vistage.command import ParamsFile, run, single_command
+
+
+def split(params: ParamsFile,
+          store: Annotated[Path, typer.Option(help="the prepared store to read")],
+          out: Annotated[Path, typer.Option(help="split table to write (index, split)")],
+          metrics: Annotated[Path, typer.Option(help="per-split, per-class counts to write (JSON)")]) -> None:
+    """Split the store into stratified, seeded train/val/test parts."""
+    from vistage.data.split import SPLITS, split_counts, split_table
+    from vistage.data.store import load_store
+    from vistage.io import atomic_path, write_json
+    from vistage.params import DATA_KEYWORDS, load_params
+
+    p = load_params(params, keywords=DATA_KEYWORDS)
+    st = load_store(store)
+    table = split_table(st.samples, st.classes, p.data.val_fraction, p.data.test_fraction, p.data.split_seed)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    counts = split_counts(table, st.samples, st.classes)
+    write_json(metrics, counts)
+    typer.echo("split: " + ", ".join(f"{s} {counts[s]['images']}" for s in SPLITS) + f" -> {out}")
+
+
+app = single_command(split)
+
+if __name__ == "__main__":
+    run(app)
