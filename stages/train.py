@@ -24,6 +24,11 @@ def train(params: ParamsFile,
     if p.devices > 1 and not distributed.under_torchrun():
         import subprocess
 
+        from vistage.data.split import load_split
+        from vistage.runtime import resolve_device
+
+        n_train = int((load_split(split)["split"] == "train").sum())
+        distributed.check_launch(p.devices, p.batch_size, resolve_device(p.device).type, n_train, str(params))
         args = ["--params", params, "--store", store, "--split", split, "--models", models, "--live", live]
         cmd = distributed.relaunch_command(p.devices, "stages.train", [str(a) for a in args])
         typer.echo(f"train: {p.devices} processes: {' '.join(cmd)}", err=True)

@@ -73,6 +73,8 @@ def loaded_by_stage(project) -> dict[str, list[str]]:
         record = json.loads(out.read_text())
         assert record["code"] == 0, f"{name} failed:\n{proc.stderr[-2000:]}"
         loaded[name] = project_files(record["files"], cmd[1])
+        _, outs = _declared(dvc_stages(project)[name])
+        assert all((project / o).exists() for o in outs), f"{name} did not write all of {sorted(outs)}"
     return loaded
 
 

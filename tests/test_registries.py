@@ -200,3 +200,32 @@ def test_every_source_is_tested():
     tested = set(PACKAGED_SOURCES) | {"folder", "csv", "cifar"}
     assert set(SOURCES.own_names()) == tested
     assert all(f"\"{name}\"" in (Path(__file__).parent / "test_sources.py").read_text() for name in ("folder", "csv", "cifar"))
+
+
+@pytest.mark.parametrize("content", [b"hello, not weights", b""], ids=["text", "empty"])
+def test_pretrained_file_that_is_not_weights_is_one_line(tmp_path, content):
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    with pytest.raises(VistageError) as err:
+        build_model("resnet18", 10, pretrained=str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a readable weights file") and "\n" not in message
+
+
+def test_pretrained_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
+    import os
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(VistageError) as err:
+        build_model("resnet18", 10, pretrained=str(path))
+    message = str(err.value)
+    assert "refused" in message and "weights_only" not in message and "\n" not in message
+    assert not marker.exists()

@@ -58,6 +58,28 @@ def relaunch_command(devices: int, module: str, args: list[str]) -> list[str]:
             "-m", module, *args]
 
 
+def available_processes(device_kind: str) -> tuple[int, str]:
+    """How many DDP processes this machine can run, and of what: one per GPU, or one per core."""
+    if device_kind == "cuda":
+        return torch.cuda.device_count(), "CUDA devices"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores, "CPU cores"
+
+
+def check_launch(devices: int, batch_size: int, device_kind: str, n_train: int, where: str = "params.yaml") -> None:
+    """Everything a DDP run needs, checked before torchrun starts any process (a worker's error
+    would be buried under torchrun's ChildFailedError report, and 64 workers could exhaust memory)."""
+    from .errors import VistageError
+
+    have, what = available_processes(device_kind)
+    if devices > have:
+        raise VistageError(f"{where}: devices: {devices} processes, but this machine has {have} {what}; "
+                           f"set devices: {max(1, have)} or fewer")
+    if batch_size % devices or n_train < batch_size:
+        raise VistageError(f"{where}: batch_size: {batch_size} must be a multiple of the {devices} processes and "
+                           f"at most the {n_train} training images (it is the batch over all devices)")
+
+
 def init(device_kind: str) -> Dist:
     """Join the process group torchrun set up, or run alone."""
     if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:

@@ -47,6 +47,18 @@ def _decode_chunk(chunk: list, size: int, policy: str) -> list[Result]:
     return out
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to kill this worker when prepare dies (kill -9
+    included), so no decoder is left running as an orphan."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
@@ -60,7 +72,7 @@ def decode_all(payloads: Iterable, size: int, policy: str, workers: int,
             yield from _decode_chunk(chunk, size, policy)
             on_chunk(len(chunk))
         return
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
         pending = set()
         while True:
             while len(pending) < 2 * workers and (chunk := list(islice(numbered, CHUNK))):

@@ -50,6 +50,10 @@ def split_table(samples: pd.DataFrame, classes: list[str], val_fraction: float, 
     """Return a table (index, split). Same inputs and seed -> same table."""
     idx = samples["index"].to_numpy()
     labels = samples["label"].to_numpy()
+    present = sorted({classes[c] for c in labels if c >= 0})
+    if len(present) == 1:  # none at all is an unlabeled set, to predict only
+        raise VistageError(f"split: the data has 1 labeled class(es) {present}: a classifier needs at least 2 "
+                           "(check data.path and the class folders or label column)")
     predefined = samples["split"].to_numpy() if "split" in samples else np.full(len(idx), "")
     grouped = "group" in samples and (samples["group"] != "").any()
     group_of = samples["group"].to_numpy() if grouped else None

@@ -1,0 +1,115 @@
+"""Faults and bad input lose nothing: each case exits 2 with one line naming the key or file, or
+dies and is cleaned up by the rerun. (More cases: test_params.py, test_sources.py, and the kill -9
+of training in test_pipeline_e2e.py.)"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import TINY, default_params, merged, run_env
+
+
+def _train_cmd(work, **override):
+    """A train run on the session's digits store (symlinked), with params `override`."""
+    (work / "params.yaml").write_text(yaml.safe_dump(merged(merged(default_params(), TINY), override)))
+    return [sys.executable, "-m", "stages.train", "--params", "params.yaml", "--store", "data/prepared",
+            "--split", "data/split.csv", "--models", "models", "--live", "metrics/train"]
+
+
+@pytest.fixture
+def work(digits_store, tmp_path):
+    (tmp_path / "data").mkdir()
+    os.symlink(digits_store / "prepared", tmp_path / "data" / "prepared")
+    os.symlink(digits_store / "split.csv", tmp_path / "data" / "split.csv")
+    return tmp_path
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"devices": 64}, ["devices: 64", "CPU cores"]),
+    ({"devices": 2, "batch_size": 63}, ["batch_size: 63", "multiple of the 2"]),
+    ({"devices": 2, "batch_size": 4096}, ["batch_size: 4096", "at most the 1258 training images"]),
+], ids=["more-processes-than-cores", "batch-not-divisible", "batch-larger-than-data"])
+def test_ddp_settings_are_checked_before_any_process_starts(work, override, words):
+    if override["devices"] == 2 and (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores")
+    proc = subprocess.run(_train_cmd(work, **override), cwd=work, env=run_env(), capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert all(w in proc.stderr for w in words), proc.stderr
+    assert "torch.distributed.run" not in proc.stderr and not (work / "models").exists()
+
+
+def test_a_single_class_stops_the_split(tmp_path):
+    from vistage.data.split import split_table
+    from vistage.errors import VistageError
+
+    import pandas as pd
+
+    samples = pd.DataFrame({"index": range(20), "label": [0] * 20, "split": [""] * 20, "group": [""] * 20})
+    with pytest.raises(VistageError, match=r"1 labeled class\(es\) \['cat'\]: a classifier needs at least 2"):
+        split_table(samples, ["cat"], 0.15, 0.15, 0)
+
+
+def _jpeg_folder(root, n_per_class=150, size=384):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / cls / f"{i}.jpg")
+
+
+@pytest.mark.slow
+def test_kill_9_of_prepare_leaves_no_decoder_running_and_the_rerun_cleans_up(tmp_path):
+    """kill -9 of prepare mid-decode: its worker processes die with it, the rerun removes the
+    half-written store and writes the same store as an uninterrupted run."""
+    import psutil
+
+    _jpeg_folder(tmp_path / "photos")
+    params = merged(default_params(), {"data": {"source": "folder", "path": str(tmp_path / "photos"),
+                                                "root": str(tmp_path), "workers": 2}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "stages.prepare", "--params", "params.yaml", "--out", "data/prepared",
+           "--metrics", "metrics/data.json"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.monotonic() + 60, []
+    while proc.poll() is None and time.monotonic() < deadline:
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        if len(workers) >= 2 and list((tmp_path / "data").glob(".prepared.*.tmp")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "prepare finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"decoder processes left running: {[p.pid for p in alive]}"
+    assert list((tmp_path / "data").glob(".prepared.*.tmp")), "the kill left no temporary store to clean"
+
+    subprocess.run(cmd, cwd=tmp_path, env=run_env(), check=True, capture_output=True)
+    assert not list((tmp_path / "data").glob(".prepared.*")), "the rerun left the interrupted store behind"
+    fresh = tmp_path / "fresh"
+    subprocess.run([*cmd[:-4], "--out", str(fresh), "--metrics", str(tmp_path / "fresh.json")], cwd=tmp_path,
+                   env=run_env(), check=True, capture_output=True)
+    for name in ("images.npy", "samples.csv", "classes.json"):
+        digest = [hashlib.sha256((d / name).read_bytes()).hexdigest() for d in (tmp_path / "data/prepared", fresh)]
+        assert digest[0] == digest[1], name
+
+
+def test_a_stale_temporary_file_of_a_dead_writer_is_removed(tmp_path):
+    from vistage.io import write_text
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.txt.{dead.pid}.abc.tmp"
+    stale.write_text("half")
+    live = tmp_path / f".out.txt.{os.getpid()}.xyz.tmp"  # a writer still running: left alone
+    live.write_text("busy")
+    write_text(tmp_path / "out.txt", "done")
+    assert (tmp_path / "out.txt").read_text() == "done" and not stale.exists() and live.exists()
