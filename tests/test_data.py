@@ -106,3 +106,24 @@ def test_split_refuses_too_few_images_for_the_classes():
 def test_split_refuses_a_class_with_one_image():
     with pytest.raises(VistageError, match="class 'z' has fewer than 2 images"):
         split_table(_samples([20, 20, 1]), ["x", "y", "z"], 0.2, 0.2, seed=0)
+
+
+def test_large_jpeg_decodes_at_reduced_size_with_nearly_the_same_pixels():
+    """PIL's draft decodes a 1600x1200 JPEG at 1/8 scale for a 64 px store: the reported size is
+    the file's, and the result is close to a full decode resized the same way."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vistage.data.decode import decode_one
+    from vistage.data.images import to_store_array
+
+    yy, xx = np.mgrid[0:1200, 0:1600]
+    photo = np.stack([xx % 256, yy % 256, (xx + yy) // 12 % 256], axis=-1).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="JPEG", quality=90)
+    reduced, seen = decode_one(buf.getvalue(), 64, "crop")
+    full = to_store_array(Image.open(io.BytesIO(buf.getvalue())), 64, "crop")
+    assert seen == "1600x1200" and reduced.shape == full.shape == (64, 64, 3)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 6  # of 255
