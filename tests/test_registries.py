@@ -11,10 +11,42 @@ from vistage.models import MODELS, build_model
 from vistage.optim import OPTIMIZERS, SCHEDULERS
 from vistage.params import Params
 from vistage.registries import ALL
+from vistage.registry import Registry
 
 
 def test_every_registry_is_listed():
     assert set(ALL) == {"models", "optimizers", "schedulers", "losses", "augmentations", "sources"}
+
+
+def test_register_takes_the_function_name_unless_named():
+    things = Registry("thing")
+
+    @things.register(help="the first")
+    def alpha():
+        pass
+
+    @things.register("beta-2")
+    def beta():
+        """Beta's first docstring line.
+
+        More."""
+
+    assert things.own_names() == ["alpha", "beta-2"]
+    assert things.get("alpha") is alpha and things.get("beta-2") is beta
+    assert things.describe() == [("alpha", "the first"), ("beta-2", "Beta's first docstring line.")]
+    with pytest.raises(ValueError, match="'alpha' registered twice"):
+        things.register()(alpha)
+    with pytest.raises(TypeError, match="parentheses"):
+        things.register(alpha)
+
+
+@pytest.mark.parametrize("kind", sorted(ALL))
+def test_each_keyword_is_its_builders_name(kind):
+    """`grep "def KEYWORD"` finds the code behind a keyword (a name like easy-vqa cannot be one)."""
+    registry = ALL[kind]
+    for name in registry.own_names():
+        if name.isidentifier():
+            assert registry.get(name).__name__ == name
 
 
 # our own models plus a spread of timm families (timm's test_* models are tiny versions)

@@ -44,7 +44,7 @@ def _read_files(path: Path) -> dict[str, bytes]:
         raise VistageError(f"{path}: not a readable CIFAR archive ({exc})") from None
 
 
-@SOURCES.register("cifar", help="CIFAR-10/100 python batches (folder or cifar-*-python.tar.gz); train/test kept")
+@SOURCES.register(help="CIFAR-10/100 python batches (folder or cifar-*-python.tar.gz); train/test kept")
 def cifar(dp) -> SourceData:
     if not dp.path:
         raise VistageError("params.yaml: data.path: the 'cifar' source needs the folder of the python batches")

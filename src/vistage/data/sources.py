@@ -78,7 +78,7 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-@SOURCES.register("digits", help="scikit-learn's handwritten digits: 1,797 8x8 images, 10 classes (packaged)")
+@SOURCES.register(help="scikit-learn's handwritten digits: 1,797 8x8 images, 10 classes (packaged)")
 def digits(data_params) -> SourceData:
     from sklearn.datasets import load_digits
 
