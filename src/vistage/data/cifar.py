@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VistageError
-from .sources import SOURCES, ArrayReader, Sample, SourceData
+from .base import SOURCES, ArrayReader, Sample, SourceData
 
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),

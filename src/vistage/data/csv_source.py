@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import VistageError
-from .sources import SOURCES, SPLIT_NAMES, FileReader, Sample, SourceData, require_path
+from .base import SOURCES, SPLIT_NAMES, FileReader, Sample, SourceData, require_path
 
 
 @SOURCES.register(help="a CSV of (path, label[, split, group]); column names in data.csv_*")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from ..errors import VistageError
-from .sources import SOURCES, SPLIT_NAMES, FileReader, Reader, Sample, SourceData, is_image_name, require_path
+from .base import SOURCES, SPLIT_NAMES, FileReader, Reader, Sample, SourceData, is_image_name, require_path
 
 
 class TarReader(Reader):
