@@ -39,10 +39,13 @@ console = Console(stderr=True)
 
 @dataclass
 class TrainPaths:
-    store: Path = Path("data/prepared")
-    split: Path = Path("data/split.csv")
-    models: Path = Path("models")
-    live: Path = Path("metrics/train")
+    """Where training reads (the prepared store and its split) and writes (checkpoints, DVCLive
+    logs): the train stage passes the paths of dvc.yaml, tests their own."""
+
+    store: Path
+    split: Path
+    models: Path
+    live: Path
 
 
 def data_fingerprint(store_dir: Path, split_path: Path) -> str:
@@ -120,7 +123,7 @@ def _check_distributed(params: Params, dist: distributed.Dist, n_train: int) -> 
                            f"processes and at most the {n_train} training images (it is the batch over all devices)")
 
 
-def train(params: Params, paths: TrainPaths = TrainPaths()) -> dict:
+def train(params: Params, paths: TrainPaths) -> dict:
     """Train as params.yaml says; return the last epoch's metrics and the best monitored value.
 
     Run alone, or as one of the processes torchrun started (see distributed.py): then rank 0
