@@ -7,7 +7,7 @@ time in `_forward_backward` and `_optimizer_step`), validate (`_validate`), coun
 (`_count_epoch`: best metric, early stopping) and checkpoint (`_save`).
 
 Resume: `last.pt` holds everything needed to continue (model, optimizer, schedule, RNG states,
-epoch, best metric). It is resumed only when the params and data it was trained with equal the
+epoch, best metric; checkpoint.py defines its fields). It is resumed only when the params and data it was trained with equal the
 current ones; otherwise training starts fresh, so a checkpoint from another experiment is never
 continued by accident.
 """
@@ -29,7 +29,8 @@ from torch import nn
 from . import distributed
 from .augment import AugmentPlan, build_augment
 from .batches import Normalizer, SampleTransformed, channel_stats, epoch_batches, store_batches, transformed_batches
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restore_training, save_checkpoint,
+                         training_state)
 from .data.split import load_split
 from .data.store import Store, load_store
 from .errors import VistageError
@@ -39,7 +40,7 @@ from .models import build_from_params, set_backbone_frozen, train_mode
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
 from .precision import Precision, cpu_bf16_hint, resolve_precision
-from .runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import resolve_device, seed_everything
 
 console = Console(stderr=True)
 
@@ -158,7 +159,8 @@ def _check_distributed(params: Params, dist: distributed.Dist, n_train: int) -> 
 
 @dataclass
 class Components:
-    """Everything a run builds before its first epoch, and where it runs."""
+    """Everything a run builds before its first epoch, and where it runs. Its model, optimizer,
+    schedule, scaler, ema and shuffle_gen are what a checkpoint saves (checkpoint.Trainable)."""
 
     device: torch.device
     dist: distributed.Dist
@@ -230,50 +232,18 @@ def _steps_per_epoch(params: Params, n_train: int, drop_last: bool) -> int:
 
 # -- resume -----------------------------------------------------------------------------------
 
-@dataclass
-class Standing:
-    """Where training stands after `epoch` epochs: what a resumed run continues from."""
-
-    monitor: str  # the metric that picks the best epoch: val/acc, or train/acc without a val split
-    epoch: int = 0
-    best_metric: float = -1.0
-    stale_epochs: int = 0  # epochs since the monitored metric last improved
-    stopped_early: bool = False
-
-
 def _resume(path: Path, params: Params, data: TrainData, c: Components) -> Standing:
-    """Continue from `path` when it is an unfinished run of these params on this data: restore
-    every component and the RNGs. Else a fresh start."""
-    standing = Standing("val/acc" if len(data.val_idx) else "train/acc")
-    resumed = _try_resume(path, params, data.fingerprint)
-    if resumed:
-        c.model.load_state_dict(resumed["model"])
-        c.optimizer.load_state_dict(resumed["optimizer"])
-        c.schedule.load_state_dict(resumed["schedule"])
-        c.scaler.load_state_dict(resumed["scaler"])
-        if c.ema is not None:
-            c.ema.module.load_state_dict(resumed["ema"])
-        c.shuffle_gen.set_state(resumed["shuffle_rng"])
-        set_rng_state(resumed["rng"])
-        standing.epoch, standing.best_metric = int(resumed["epoch"]), float(resumed["best_metric"])
-        standing.stale_epochs = int(resumed.get("stale_epochs", 0))
-        c.say(f"resuming from {path} at epoch {standing.epoch + 1}/{params.epochs}")
+    """Continue from `path` when it is an unfinished run of these params on this data: every
+    component and the RNGs as they were after its last epoch. Else a fresh start."""
+    monitor = "val/acc" if len(data.val_idx) else "train/acc"
+    state, why_not = resumable(path, params.training_dict(), data.fingerprint, params.epochs)
+    if why_not:
+        console.print(f"[yellow]{path}: {why_not}; starting fresh[/]")
+    if state is None:
+        return Standing(monitor)
+    standing = restore_training(state, c, monitor)
+    c.say(f"resuming from {path} at epoch {standing.epoch + 1}/{params.epochs}")
     return standing
-
-
-def _try_resume(path: Path, params: Params, fingerprint: str):
-    if not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
-    if ckpt.get("params") != params.training_dict():
-        console.print(f"[yellow]{path}: trained with other params; starting fresh[/]")
-        return None
-    if ckpt.get("data") != fingerprint:
-        console.print(f"[yellow]{path}: trained on other data; starting fresh[/]")
-        return None
-    if ckpt["epoch"] >= params.epochs or ckpt.get("stopped_early"):
-        return None  # finished run: retrain from scratch (reproducible) rather than do nothing
-    return ckpt
 
 
 def _open_live(live_dir: Path, start_epoch: int):
@@ -424,16 +394,8 @@ def _count_epoch(standing: Standing, epochs_done: int, value: float, patience: i
 
 def _save(models: Path, improved: bool, params: Params, data: TrainData, c: Components, standing: Standing) -> None:
     """last.pt after every epoch, best.pt when the epoch improved the monitored metric."""
-    state = {
-        "model": c.model.state_dict(), "optimizer": c.optimizer.state_dict(),
-        "schedule": c.schedule.state_dict(), "scaler": c.scaler.state_dict(),
-        "ema": c.ema.module.state_dict() if c.ema is not None else None,
-        "epoch": standing.epoch, "best_metric": standing.best_metric, "monitor": standing.monitor,
-        "stale_epochs": standing.stale_epochs, "stopped_early": standing.stopped_early,
-        "params": params.training_dict(), "data": data.fingerprint, "classes": data.store.classes,
-        "image_size": data.store.image_size, "normalize": {"mean": c.mean, "std": c.std},
-        "rng": rng_state(), "shuffle_rng": c.shuffle_gen.get_state(),
-    }
+    info = ModelInfo(params.training_dict(), data.store.classes, data.store.image_size, c.mean, c.std)
+    state = training_state(c, standing, info, data.fingerprint)
     if improved:
         save_checkpoint(models / "best.pt", state)
     save_checkpoint(models / "last.pt", state)
