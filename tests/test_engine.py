@@ -51,9 +51,12 @@ def test_precision_falls_back_cleanly_without_cuda():
     assert not fp16.scaler().is_enabled()
 
 
-def test_bf16_channels_last_training_runs_on_cpu(digits_store, tmp_path):
-    result = train(tiny_params(epochs=1, precision="bf16", channels_last=True), train_paths(digits_store, tmp_path))
-    assert np.isfinite(result["train/loss"]) and result["val/acc"] > 0.1
+def test_bf16_channels_last_learns_as_well_as_fp32_on_cpu(digits_store, tmp_path):
+    fp32 = train(tiny_params(epochs=3), train_paths(digits_store, tmp_path / "fp32"))
+    bf16 = train(tiny_params(epochs=3, precision="bf16", channels_last=True), train_paths(digits_store, tmp_path))
+    assert bf16["train/loss"] != fp32["train/loss"]  # the bf16 autocast did run
+    assert bf16["val/acc"] > 0.9 and abs(bf16["val/acc"] - fp32["val/acc"]) < 0.03
+    TrainedModel(tmp_path / "models" / "best.pt", torch.device("cpu"))  # channels_last weights load as usual
 
 
 def test_backbone_lr_scale_gives_the_backbone_a_lower_peak():
@@ -174,11 +177,16 @@ def test_two_process_ddp_on_cpu_matches_one_process(digits_store, tmp_path):
     assert load_checkpoint(double / "models" / "last.pt")["epoch"] == 3
 
 
-def test_torch_compile_trains_and_saves_plain_weights(digits_store, tmp_path):
-    result = train(tiny_params(epochs=1, compile=True, max_steps_per_epoch=3), train_paths(digits_store, tmp_path))
-    assert np.isfinite(result["train/loss"])
+def test_torch_compile_trains_as_eager_does_and_saves_plain_weights(digits_store, tmp_path):
+    short = {"epochs": 1, "max_steps_per_epoch": 3}
+    eager = train(tiny_params(**short), train_paths(digits_store, tmp_path / "eager"))
+    compiled = train(tiny_params(compile=True, **short), train_paths(digits_store, tmp_path))
+    for key in ("train/loss", "val/loss"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4)
     state = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
     assert not any(k.startswith("_orig_mod.") for k in state)  # loadable without torch.compile
+    eager_state = load_checkpoint(tmp_path / "eager" / "models" / "last.pt")["model"]
+    assert all(torch.allclose(state[k].float(), eager_state[k].float(), atol=1e-5) for k in eager_state)
     TrainedModel(tmp_path / "models" / "last.pt", torch.device("cpu"))
 
 
@@ -196,8 +204,15 @@ def _recipe_smoke_params(name: str) -> Params:
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml")))
-def test_each_recipe_trains_a_few_batches(name, digits_store, tmp_path):
+def test_each_recipe_trains_a_few_batches_into_a_usable_model(name, digits_store, tmp_path):
+    """Four optimisation steps show no learning (a two-stage recipe's loss even rises when the
+    backbone thaws): what they show is that the recipe runs and leaves a model evaluate can use."""
+    from vistage.data.store import load_store
+
     params = _recipe_smoke_params(name)
     result = train(params, train_paths(digits_store, tmp_path))
     assert np.isfinite(result["train/loss"]) and result["epochs_trained"] == 2
-    assert load_checkpoint(tmp_path / "models" / "best.pt")["params"]["model"] == params.model
+    trained = TrainedModel(tmp_path / "models" / "best.pt", torch.device("cpu"))
+    assert trained.params["model"] == params.model and trained.classes == [str(i) for i in range(10)]
+    logits, rows = trained.logits(load_store(digits_store / "prepared").images, np.arange(4))
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all() and rows.tolist() == [0, 1, 2, 3]

@@ -56,7 +56,7 @@ def test_a_single_class_stops_the_split(tmp_path):
         split_table(samples, ["cat"], 0.15, 0.15, 0)
 
 
-def _jpeg_folder(root, n_per_class=150, size=384):
+def _jpeg_folder(root, n_per_class=200, size=512):  # a few seconds of decoding: time to kill it
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -113,3 +113,32 @@ def test_a_stale_temporary_file_of_a_dead_writer_is_removed(tmp_path):
     live.write_text("busy")
     write_text(tmp_path / "out.txt", "done")
     assert (tmp_path / "out.txt").read_text() == "done" and not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize("content", ["evil", "text", "truncated"])
+def test_a_bad_checkpoint_is_one_line_and_runs_nothing(tmp_path, content):
+    import pickle
+
+    from vistage.checkpoint import load_checkpoint
+    from vistage.errors import VistageError
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "best.pt"
+    if content == "evil":
+        path.write_bytes(pickle.dumps({"model": Payload()}))
+    elif content == "text":
+        path.write_text("not a checkpoint")
+    else:
+        import torch
+
+        torch.save({"model": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(VistageError) as err:
+        load_checkpoint(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    assert "weights_only" not in str(err.value) and not marker.exists()

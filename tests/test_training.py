@@ -12,7 +12,7 @@ from .conftest import tiny_params, train_paths
 
 def test_train_returns_metrics_and_writes_checkpoints_and_curves(digits_store, tmp_path):
     result = train(tiny_params(epochs=3), train_paths(digits_store, tmp_path))
-    assert result["val/acc"] > 0.5  # 3 epochs at 8x8 already learn digits
+    assert result["val/acc"] > 0.9  # 3 epochs at 8x8 already learn digits (chance: 0.1)
     assert set(result) >= {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput", "best_val_acc"}
     best = load_checkpoint(tmp_path / "models" / "best.pt")
     last = load_checkpoint(tmp_path / "models" / "last.pt")
@@ -71,9 +71,13 @@ def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsy
     assert first["params"]["lr"] != 0.01
 
 
-def test_timm_model_trains(digits_store, tmp_path):
-    result = train(tiny_params(model="resnet18", epochs=1), train_paths(digits_store, tmp_path))
-    assert torch.isfinite(torch.tensor(result["train/loss"]))
+def test_timm_model_learns_digits(digits_store, tmp_path):
+    paths = train_paths(digits_store, tmp_path)
+    result = train(tiny_params(model="resnet18", epochs=2), paths)
+    assert result["val/acc"] > 0.6  # chance: 0.1
+    losses = [float(row.split("\t")[-1]) for row in
+              (paths.live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]]
+    assert len(losses) == 2 and losses[1] < 0.75 * losses[0]
 
 
 def test_frozen_backbone_trains_only_the_classifier(digits_store, tmp_path):

@@ -31,10 +31,11 @@ _PLACE: dict[str, str] = {}
 _WHERE = {SAMPLE: "per sample, CPU workers", BATCH: "batched, on the device", MIX: "batch mix, on the device"}
 
 
-def _augmentation(name: str, place: str, help: str):
+def _augmentation(place: str, help: str):
+    """Register the function as the augmentation keyword of its own name, run at `place`."""
     def decorator(fn: Callable) -> Callable:
-        _PLACE[name] = place
-        return AUGMENTATIONS.register(name, help=f"{_WHERE[place]}: {help}")(fn)
+        _PLACE[fn.__name__] = place
+        return AUGMENTATIONS.register(help=f"{_WHERE[place]}: {help}")(fn)
 
     return decorator
 
@@ -46,35 +47,35 @@ def place_of(name: str) -> str:
 
 # -- per sample, CPU, uint8 CHW tensors (torchvision.transforms.v2) ---------------------------
 
-@_augmentation("random_resized_crop", SAMPLE, "crop 8-100% of the area at 3/4-4/3 aspect, resize back")
+@_augmentation(SAMPLE, "crop 8-100% of the area at 3/4-4/3 aspect, resize back")
 def random_resized_crop(image_size: int, params):
     from torchvision.transforms import v2
 
     return v2.RandomResizedCrop(image_size, antialias=True)
 
 
-@_augmentation("color_jitter", SAMPLE, "brightness, contrast, saturation +-0.4, hue +-0.1")
+@_augmentation(SAMPLE, "brightness, contrast, saturation +-0.4, hue +-0.1")
 def color_jitter(image_size: int, params):
     from torchvision.transforms import v2
 
     return v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
 
 
-@_augmentation("randaugment", SAMPLE, "RandAugment: 2 random ops at magnitude 9")
+@_augmentation(SAMPLE, "RandAugment: 2 random ops at magnitude 9")
 def randaugment(image_size: int, params):
     from torchvision.transforms import v2
 
     return v2.RandAugment()
 
 
-@_augmentation("autoaugment", SAMPLE, "AutoAugment, ImageNet policy")
+@_augmentation(SAMPLE, "AutoAugment, ImageNet policy")
 def autoaugment(image_size: int, params):
     from torchvision.transforms import v2
 
     return v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
 
 
-@_augmentation("trivialaugment", SAMPLE, "TrivialAugmentWide: one random op at a random magnitude")
+@_augmentation(SAMPLE, "TrivialAugmentWide: one random op at a random magnitude")
 def trivialaugment(image_size: int, params):
     from torchvision.transforms import v2
 
@@ -83,7 +84,7 @@ def trivialaugment(image_size: int, params):
 
 # -- batched, on the device, normalised float NCHW -------------------------------------------
 
-@_augmentation("flip", BATCH, "random horizontal flip")
+@_augmentation(BATCH, "random horizontal flip")
 def flip(image_size: int, params):
     def apply(x: torch.Tensor) -> torch.Tensor:
         mask = (torch.rand(x.shape[0]) < 0.5).to(x.device)[:, None, None, None]
@@ -92,7 +93,7 @@ def flip(image_size: int, params):
     return apply
 
 
-@_augmentation("crop", BATCH, "pad by 1/8 of the side (reflect) and crop back at a random offset")
+@_augmentation(BATCH, "pad by 1/8 of the side (reflect) and crop back at a random offset")
 def crop(image_size: int, params):
     def apply(x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -110,7 +111,7 @@ def crop(image_size: int, params):
     return apply
 
 
-@_augmentation("random_erasing", BATCH, "erase one random box (2-33% of the area) in half the images, to the mean colour")
+@_augmentation(BATCH, "erase one random box (2-33% of the area) in half the images, to the mean colour")
 def random_erasing(image_size: int, params, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3)):
     def apply(x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -133,21 +134,21 @@ def random_erasing(image_size: int, params, p: float = 0.5, scale=(0.02, 0.33), 
 
 # -- mixing, on the device, after the batched ones (soft targets) ----------------------------
 
-@_augmentation("mixup", MIX, "MixUp, lambda ~ Beta(mix_alpha, mix_alpha); soft targets")
+@_augmentation(MIX, "MixUp, lambda ~ Beta(mix_alpha, mix_alpha); soft targets")
 def mixup(num_classes: int, params):
     from torchvision.transforms import v2
 
     return v2.MixUp(alpha=params.mix_alpha, num_classes=num_classes)
 
 
-@_augmentation("cutmix", MIX, "CutMix, box area ~ Beta(mix_alpha, mix_alpha); soft targets")
+@_augmentation(MIX, "CutMix, box area ~ Beta(mix_alpha, mix_alpha); soft targets")
 def cutmix(num_classes: int, params):
     from torchvision.transforms import v2
 
     return v2.CutMix(alpha=params.mix_alpha, num_classes=num_classes)
 
 
-@_augmentation("mixup_cutmix", MIX, "MixUp or CutMix, one chosen at random per batch (as recipe R5)")
+@_augmentation(MIX, "MixUp or CutMix, one chosen at random per batch (as recipe R5)")
 def mixup_cutmix(num_classes: int, params):
     from torchvision.transforms import v2
 

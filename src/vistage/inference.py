@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .batches import Normalizer, iterate_batches
-from .checkpoint import load_checkpoint
+from .checkpoint import load_trained
 from .models import build_from_params
 
 
@@ -30,19 +30,17 @@ class TrainedModel:
     """A checkpoint made usable: model in eval mode, its normaliser, classes and params."""
 
     def __init__(self, checkpoint_path: str | Path, device: torch.device):
-        ckpt = load_checkpoint(checkpoint_path)
-        self.params = ckpt["params"]
-        self.classes: list[str] = list(ckpt["classes"])
-        self.image_size = int(ckpt["image_size"])
+        trained = load_trained(checkpoint_path)
+        self.params = trained.info.params
+        self.classes: list[str] = trained.info.classes
+        self.image_size = trained.info.image_size
         # the checkpoint holds the weights: never fetch pretrained ones again
         self.model = build_from_params(self.params, len(self.classes), pretrained=False)
-        # with model EMA on, the averaged weights are the ones validated and kept
-        self.model.load_state_dict(ckpt.get("ema") or ckpt["model"])
+        self.model.load_state_dict(trained.weights)
         self.model.to(device).eval()
-        self.normalize = Normalizer(ckpt["normalize"]["mean"], ckpt["normalize"]["std"], device,
-                                    size=self.params.get("input_size"))
+        self.normalize = Normalizer(trained.info.mean, trained.info.std, device, size=self.params.get("input_size"))
         self.device = device
-        self.epoch = int(ckpt["epoch"])
+        self.epoch = trained.epoch
 
     def logits(self, images: np.ndarray, index: np.ndarray, batch_size: int = 256):
         return predict_logits(self.model, images, index, self.normalize, batch_size, self.device)

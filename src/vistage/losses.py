@@ -7,6 +7,6 @@ from .registry import Registry
 LOSSES = Registry("loss")
 
 
-@LOSSES.register("cross_entropy", help="cross-entropy with label_smoothing")
+@LOSSES.register(help="cross-entropy with label_smoothing")
 def cross_entropy(params) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)

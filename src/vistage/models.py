@@ -79,7 +79,7 @@ class SimpleCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@MODELS.register("simple_cnn", help="vistage's 5-conv CNN for small images (fast on CPU)")
+@MODELS.register(help="vistage's 5-conv CNN for small images (fast on CPU)")
 def simple_cnn(num_classes: int, pretrained: bool = False, drop_rate: float = 0.0,
                drop_path_rate: float = 0.0) -> nn.Module:
     if pretrained:

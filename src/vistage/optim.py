@@ -134,12 +134,12 @@ class _TimmSchedule(_TorchSchedule):
 SCHEDULERS = Registry("scheduler")
 
 
-@SCHEDULERS.register("none", help="constant learning rate")
-def constant(optimizer, params, steps_per_epoch: int) -> Schedule:
+@SCHEDULERS.register(help="constant learning rate")
+def none(optimizer, params, steps_per_epoch: int) -> Schedule:
     return Schedule(optimizer)
 
 
-@SCHEDULERS.register("onecycle", help="OneCycleLR: warm up to lr, anneal to ~0 (per batch)")
+@SCHEDULERS.register(help="OneCycleLR: warm up to lr, anneal to ~0 (per batch)")
 def onecycle(optimizer, params, steps_per_epoch: int) -> Schedule:
     total = params.epochs * steps_per_epoch
     pct = min(0.5, max(0.01, params.warmup_epochs / params.epochs)) if params.warmup_epochs else 0.01
@@ -149,7 +149,7 @@ def onecycle(optimizer, params, steps_per_epoch: int) -> Schedule:
     return _TorchSchedule(optimizer, sched, per_batch=True)
 
 
-@SCHEDULERS.register("cosine", help="cosine decay with linear warm-up (timm, per batch)")
+@SCHEDULERS.register(help="cosine decay with linear warm-up (timm, per batch)")
 def cosine(optimizer, params, steps_per_epoch: int) -> Schedule:
     from timm.scheduler import CosineLRScheduler
 
@@ -160,13 +160,13 @@ def cosine(optimizer, params, steps_per_epoch: int) -> Schedule:
     return _TimmSchedule(optimizer, sched)
 
 
-@SCHEDULERS.register("step", help="multiply lr by lr_factor every lr_step_epochs epochs")
+@SCHEDULERS.register(help="multiply lr by lr_factor every lr_step_epochs epochs")
 def step(optimizer, params, steps_per_epoch: int) -> Schedule:
     sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=params.lr_step_epochs, gamma=params.lr_factor)
     return _TorchSchedule(optimizer, sched, per_batch=False)
 
 
-@SCHEDULERS.register("plateau", help="multiply lr by lr_factor when validation accuracy stalls lr_patience epochs")
+@SCHEDULERS.register(help="multiply lr by lr_factor when validation accuracy stalls lr_patience epochs")
 def plateau(optimizer, params, steps_per_epoch: int) -> Schedule:
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=params.lr_factor,
                                                        patience=params.lr_patience)

@@ -1,9 +1,15 @@
 """One registry pattern for every component chosen by keyword in params.yaml.
 
-    OPTIMIZERS = Registry("optimizer")
+    SCHEDULERS = Registry("scheduler")
 
-    @OPTIMIZERS.register("adamw", help="AdamW (decoupled weight decay)")
-    def build_adamw(...): ...
+    @SCHEDULERS.register(help="cosine decay with linear warm-up")
+    def cosine(...): ...
+
+    @SOURCES.register("easy-vqa", help="...")  # a keyword that is no Python name
+    def easy_vqa_shapes(...): ...
+
+The keyword is the builder's own name wherever it can be, so `grep "def cosine"` finds the code
+behind `scheduler: cosine`.
 
 A registry may also take a *provider* for names it does not hold itself (the model registry
 uses timm's thousand-odd architectures this way), so lookups, listing and "did you mean"
@@ -29,11 +35,17 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self.provider = provider
 
-    def register(self, name: str, help: str = ""):
+    def register(self, name: str | None = None, help: str = ""):
+        """Decorator registering a builder under `name`, or under the function's own name when
+        `name` is left out (the usual form; name it only for keywords that are not Python names)."""
+        if callable(name):
+            raise TypeError(f"{self.kind} registry: write @register(), with parentheses")
+
         def decorator(fn: Callable) -> Callable:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
-            self._entries[name] = Entry(name, fn, help or (fn.__doc__ or "").strip().split("\n")[0])
+            key = name or fn.__name__
+            if key in self._entries:
+                raise ValueError(f"{self.kind} {key!r} registered twice")
+            self._entries[key] = Entry(key, fn, help or (fn.__doc__ or "").strip().split("\n")[0])
             return fn
 
         return decorator

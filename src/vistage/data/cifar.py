@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VistageError
-from .sources import SOURCES, ArrayReader, Sample, SourceData
+from .base import SOURCES, ArrayReader, Sample, SourceData
 
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
@@ -44,7 +44,7 @@ def _read_files(path: Path) -> dict[str, bytes]:
         raise VistageError(f"{path}: not a readable CIFAR archive ({exc})") from None
 
 
-@SOURCES.register("cifar", help="CIFAR-10/100 python batches (folder or cifar-*-python.tar.gz); train/test kept")
+@SOURCES.register(help="CIFAR-10/100 python batches (folder or cifar-*-python.tar.gz); train/test kept")
 def cifar(dp) -> SourceData:
     path = Path(dp.path).expanduser()
     if not path.exists():

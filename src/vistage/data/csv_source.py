@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import VistageError
-from .sources import SOURCES, SPLIT_NAMES, FileReader, Sample, SourceData, require_path
+from .base import SOURCES, SPLIT_NAMES, FileReader, Sample, SourceData, require_path
 
 
-@SOURCES.register("csv", help="a CSV of (path, label[, split, group]); column names in data.csv_*")
-def csv_source(dp) -> SourceData:
+@SOURCES.register(help="a CSV of (path, label[, split, group]); column names in data.csv_*")
+def csv(dp) -> SourceData:
     csv_path = require_path(dp, "a CSV file")
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)

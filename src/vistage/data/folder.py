@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from ..errors import VistageError
-from .sources import SOURCES, SPLIT_NAMES, FileReader, Reader, Sample, SourceData, is_image_name, require_path
+from .base import SOURCES, SPLIT_NAMES, FileReader, Reader, Sample, SourceData, is_image_name, require_path
 
 
 class TarReader(Reader):
@@ -106,7 +106,7 @@ def _wrapper_depth(parts: list[tuple[str, ...]]) -> int:
         depth += 1
 
 
-@SOURCES.register("folder", help="class sub-folders in a directory or .tar/.tar.gz/.zip; train/val/test parts kept")
+@SOURCES.register(help="class sub-folders in a directory or .tar/.tar.gz/.zip; train/val/test parts kept")
 def folder(data_params) -> SourceData:
     path = require_path(data_params, "a folder or archive of class folders")
     entries, reader, bad = list_entries(path)
