@@ -18,6 +18,7 @@ def evaluate(logits: Annotated[Path, typer.Option(help="the logits predict wrote
     from vistage.io import atomic_path, write_json
 
     pred = Predictions.load(logits)
+    pred = pred.of(pred.headline)  # test, or val when there is no test split
     summary = classification_metrics(pred)
     with atomic_path(per_class) as tmp:
         per_class_table(pred).to_csv(tmp, index=False)

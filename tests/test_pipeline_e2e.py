@@ -42,22 +42,28 @@ def test_repro_runs_every_stage_once_and_writes_its_outputs(reproduced):
     ev = json.loads((project / "metrics/eval.json").read_text())
     assert ev["split"] == "test" and ev["images"] == 270
     assert ev["accuracy"] > 0.85  # 2 epochs on 8x8 digits: chance is 0.1
-    assert "Running stage 'predict'" in first and first.count("predict: 270 test images") == 1
+    assert "Running stage 'predict'" in first and first.count("predict: 270 test, 269 val images") == 1
 
 
 def test_evaluate_scores_what_predict_kept(reproduced):
-    """The model runs once (predict); evaluate's numbers follow from the saved logits."""
+    """The model runs once (predict) over test and val; evaluate's numbers follow from the saved
+    logits."""
     from vistage.evaluation import Predictions, cross_entropy
 
     project, _ = reproduced
     pred = Predictions.load(project / "reports/logits.npz")
     table = pd.read_csv(project / "reports/predictions.csv", dtype={"label": str, "predicted": str})
+    split = pd.read_csv(project / "data/split.csv")
     ev = json.loads((project / "metrics/eval.json").read_text())
-    assert pred.logits.shape == (270, 10) and list(pred.index) == table["index"].tolist()
-    assert (pred.classes[pred.logits.argmax(1)] == table["predicted"].to_numpy()).all()
+    assert pred.split_names == ["test", "val"] and len(set(pred.index)) == len(pred.index) == 270 + 269
+    for name in ("test", "val"):
+        assert sorted(pred.of(name).index) == sorted(split.loc[split["split"] == name, "index"])
+    test = pred.of("test")
+    assert test.logits.shape == (270, 10) and list(test.index) == table["index"].tolist()
+    assert (test.classes[test.logits.argmax(1)] == table["predicted"].to_numpy()).all()
     assert (table["correct"] == (table["label"] == table["predicted"])).all()
     assert table["correct"].mean() == pytest.approx(ev["accuracy"], abs=1e-6)
-    assert ev["loss"] == pytest.approx(cross_entropy(pred.logits, pred.labels), abs=1e-6)
+    assert ev["loss"] == pytest.approx(cross_entropy(test.logits, test.labels), abs=1e-6)
     confusion = pd.read_csv(project / "metrics/confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 270
     per_class = pd.read_csv(project / "metrics/per_class.csv")
