@@ -5,6 +5,18 @@
 stage as one .npz. Evaluate and report read that file, so the model runs once per pipeline and
 scoring needs no torch. The .npz holds only numeric and string arrays (loaded with
 allow_pickle=False).
+
+Scores come from scikit-learn: accuracy, top-5 accuracy (more than 5 classes), macro and
+weighted precision/recall/F1, cross-entropy (`log_loss` of the softmax probabilities, which it
+clips to float64's eps: one image adds at most about 36), and the expected calibration error
+built on `calibration_curve`:
+
+    ECE = sum over bins b of (n_b / N) * |accuracy_b - confidence_b|
+
+over 15 equal-width bins of the top-1 confidence (the largest softmax probability), where n_b is
+the number of images in bin b, accuracy_b the fraction of them predicted correctly and
+confidence_b their mean top-1 confidence; empty bins add nothing. Bins are closed on the right,
+(lo, hi], as `calibration_curve` bins them (a confidence of 0 falls in the first).
 """
 
 import zipfile
@@ -13,12 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support, top_k_accuracy_score
 
 from .errors import VistageError
 from .io import atomic_path
 
 EVAL_SPLITS = ("test", "val")  # the splits predict keeps, the headline one first
+CALIBRATION_BINS = 15
+TOP_K = 5
+DIGITS = 6  # metrics are rounded to this many decimals
 _FIELDS = ("classes", "splits", "index", "ids", "labels", "logits")
 _ROW_FIELDS = ("splits", "index", "ids", "labels", "logits")
 
@@ -153,45 +169,76 @@ def predict_splits(checkpoint: Path, store_dir: Path, split_path: Path, device: 
                        store.samples["label"].to_numpy(np.int64)[rows], np.concatenate(logits))
 
 
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean cross-entropy of integer labels, computed stably in float64."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(len(labels)), labels].mean())
-
-
-def _labeled_names(pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
-    """(actual, predicted) class names of the labeled rows."""
+def _labeled(pred: Predictions) -> Predictions:
+    """The rows with a label; an error when there are none."""
     keep = pred.labeled
     if not keep.any():
         raise VistageError(f"the {'/'.join(pred.split_names) or 'predicted'} split has no labels to evaluate against")
-    return pred.classes[pred.labels[keep]], pred.classes[pred.predicted[keep]]
+    return pred.rows(keep)
 
 
-def classification_metrics(pred: Predictions) -> dict:
-    y, p = _labeled_names(pred)
-    precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=pred.classes, average="macro",
-                                                               zero_division=0)
-    return {
-        "split": pred.headline,
-        "images": int(len(y)),
-        "accuracy": round(float(accuracy_score(y, p)), 6),
-        "precision_macro": round(float(precision), 6),
-        "recall_macro": round(float(recall), 6),
-        "f1_macro": round(float(f1), 6),
-        "loss": round(cross_entropy(pred.logits[pred.labeled], pred.labels[pred.labeled]), 6),
-    }
+def _reliability(pred: Predictions, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bin edges, images per bin, and the accuracy and mean confidence of each non-empty bin) of
+    the labeled rows' top-1 confidence."""
+    confidence = np.clip(pred.probabilities.max(axis=1), 0.0, 1.0)
+    correct = (pred.predicted == pred.labels).astype(int)
+    accuracy, mean_confidence = calibration_curve(correct, confidence, pos_label=1, n_bins=n_bins,
+                                                  strategy="uniform")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    counts = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=n_bins)  # calibration_curve's bins
+    if np.count_nonzero(counts) != len(accuracy):
+        raise RuntimeError("calibration_curve binned otherwise than (lo, hi] bins")
+    return edges, counts, accuracy, mean_confidence
+
+
+def calibration_bins(pred: Predictions, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Reliability diagram data, one row per non-empty bin of top-1 confidence: bin edges, mean
+    confidence, accuracy and image count (the binning is in the module docstring)."""
+    edges, counts, accuracy, confidence = _reliability(_labeled(pred), n_bins)
+    used = np.flatnonzero(counts)
+    return pd.DataFrame({"bin_lower": edges[used].round(DIGITS), "bin_upper": edges[used + 1].round(DIGITS),
+                         "confidence": confidence.round(DIGITS), "accuracy": accuracy.round(DIGITS),
+                         "count": counts[used]})
+
+
+def expected_calibration_error(pred: Predictions, n_bins: int = CALIBRATION_BINS) -> float:
+    """sum over bins of (images in the bin / images) * |accuracy - mean confidence| (module docstring)."""
+    _, counts, accuracy, confidence = _reliability(_labeled(pred), n_bins)
+    n = counts[counts > 0]
+    return float((n * np.abs(accuracy - confidence)).sum() / n.sum())
+
+
+def classification_metrics(pred: Predictions) -> dict[str, int | float]:
+    """Headline scores of one split's labeled rows (numbers only, rounded to DIGITS)."""
+    pred = _labeled(pred)
+    y, p, probs = pred.labels, pred.predicted, pred.probabilities
+    labels = np.arange(len(pred.classes))
+    scores: dict[str, float] = {"accuracy": accuracy_score(y, p)}
+    if len(labels) > TOP_K:
+        scores[f"top{TOP_K}_accuracy"] = top_k_accuracy_score(y, probs, k=TOP_K, labels=labels)
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=labels, average=average,
+                                                                   zero_division=0)
+        scores |= {f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1}
+    scores["loss"] = log_loss(y, probs, labels=labels)
+    scores["ece"] = expected_calibration_error(pred)
+    return {"images": int(len(y)), **{name: round(float(v), DIGITS) for name, v in scores.items()}}
+
+
+def split_metrics(pred: Predictions) -> dict[str, dict[str, int | float]]:
+    """What metrics/eval.json holds: the headline scores of each split predicted, test first."""
+    return {name: classification_metrics(pred.of(name)) for name in pred.split_names}
 
 
 def per_class_table(pred: Predictions) -> pd.DataFrame:
-    y, p = _labeled_names(pred)
-    precision, recall, f1, support = precision_recall_fscore_support(y, p, labels=pred.classes, zero_division=0)
+    pred = _labeled(pred)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        pred.labels, pred.predicted, labels=np.arange(len(pred.classes)), zero_division=0)
     return pd.DataFrame({"class": pred.classes, "precision": precision.round(4), "recall": recall.round(4),
                          "f1": f1.round(4), "support": support})
 
 
 def confusion_rows(pred: Predictions) -> pd.DataFrame:
     """One row per image (actual, predicted): the data DVC's confusion template expects."""
-    y, p = _labeled_names(pred)
-    return pd.DataFrame({"actual": y, "predicted": p})
+    pred = _labeled(pred)
+    return pd.DataFrame({"actual": pred.classes[pred.labels], "predicted": pred.classes[pred.predicted]})
