@@ -9,23 +9,28 @@ from vistage.command import run, single_command
 
 
 def evaluate(logits: Annotated[Path, typer.Option(help="the logits predict wrote (.npz)")],
-             metrics: Annotated[Path, typer.Option(help="summary metrics to write (JSON)")],
+             metrics: Annotated[Path, typer.Option(help="metrics of each split to write (JSON)")],
              per_class: Annotated[Path, typer.Option(help="precision/recall/F1 per class to write (CSV)")],
              confusion: Annotated[Path, typer.Option(help="confusion data to write (CSV: actual, predicted)")],
+             calibration: Annotated[Path, typer.Option(help="reliability diagram data to write (CSV)")],
              ) -> None:
-    """Accuracy, macro precision/recall/F1, loss, per-class scores and confusion data."""
-    from vistage.evaluation import Predictions, classification_metrics, confusion_rows, per_class_table
+    """Accuracy, top-5 accuracy, macro and weighted precision/recall/F1, loss and calibration
+    error of the test and validation splits; per-class scores, confusion and reliability data of
+    the test split (validation when there is no test split)."""
+    from vistage.evaluation import Predictions, calibration_bins, confusion_rows, per_class_table, split_metrics
     from vistage.io import atomic_path, write_json
 
     pred = Predictions.load(logits)
-    summary = classification_metrics(pred)
-    with atomic_path(per_class) as tmp:
-        per_class_table(pred).to_csv(tmp, index=False)
-    with atomic_path(confusion) as tmp:
-        confusion_rows(pred).to_csv(tmp, index=False)
+    summary = split_metrics(pred)
+    headline = pred.of(pred.headline)
+    for path, table in ((per_class, per_class_table(headline)), (confusion, confusion_rows(headline)),
+                        (calibration, calibration_bins(headline))):
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
     write_json(metrics, summary)
-    typer.echo(f"evaluate ({summary['split']}, {summary['images']} images): accuracy {summary['accuracy']:.4f}, "
-               f"macro F1 {summary['f1_macro']:.4f}")
+    for name, m in summary.items():
+        typer.echo(f"evaluate ({name}, {m['images']} images): accuracy {m['accuracy']:.4f}, "
+                   f"macro F1 {m['f1_macro']:.4f}, ECE {m['ece']:.4f}")
 
 
 app = single_command(evaluate)

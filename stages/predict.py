@@ -1,4 +1,5 @@
-"""predict: run the best checkpoint once over the test split; keep its logits for evaluate and report."""
+"""predict: run the best checkpoint once over the test and validation images; keep their logits
+for evaluate and report."""
 
 from pathlib import Path
 from typing import Annotated
@@ -12,19 +13,23 @@ def predict(params: ParamsFile,
             checkpoint: Annotated[Path, typer.Option(help="the checkpoint to predict with")],
             store: Annotated[Path, typer.Option(help="the prepared store to read")],
             split: Annotated[Path, typer.Option(help="the split table to read")],
-            out: Annotated[Path, typer.Option(help="predictions table to write (CSV, one row per image)")],
-            logits: Annotated[Path, typer.Option(help="logits, labels and class names to write (.npz)")]) -> None:
-    """One row per test image (id, label, predicted class, confidence, correct), and the raw logits."""
-    from vistage.evaluation import predict_split
+            out: Annotated[Path, typer.Option(help="test predictions table to write (CSV, one row per image)")],
+            logits: Annotated[Path, typer.Option(help="logits, labels, splits and class names of the test and "
+                                                      "validation images to write (.npz)")]) -> None:
+    """One row per test image (id, label, predicted class, confidence, correct; the validation
+    images when there is no test split), and the raw logits of the test and validation images."""
+    from vistage.evaluation import predict_splits
     from vistage.io import atomic_path
     from vistage.params import load_params
 
     p = load_params(params, keywords=())
-    pred = predict_split(checkpoint, store, split, p.device)
+    pred = predict_splits(checkpoint, store, split, p.device)
+    headline = pred.of(pred.headline)
     with atomic_path(out) as tmp:
-        pred.table().to_csv(tmp, index=False)
+        headline.table().to_csv(tmp, index=False)
     pred.save(logits)
-    typer.echo(f"predict: {len(pred.index)} {pred.split} images -> {out}, {logits}")
+    counts = ", ".join(f"{len(pred.of(name).index)} {name}" for name in pred.split_names)
+    typer.echo(f"predict: {counts} images -> {out} ({pred.headline}), {logits}")
 
 
 app = single_command(predict)

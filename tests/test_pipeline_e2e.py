@@ -18,7 +18,7 @@ STAGES = ["prepare", "split", "train", "predict", "evaluate", "report"]
 OUTPUTS = ["data/prepared/images.npy", "data/prepared/samples.csv", "data/prepared/classes.json", "data/split.csv",
            "models/best.pt", "models/last.pt", "reports/predictions.csv", "reports/logits.npz",
            "reports/index.html", "metrics/data.json", "metrics/split.json", "metrics/train/metrics.json",
-           "metrics/eval.json", "metrics/confusion.csv", "metrics/per_class.csv"]
+           "metrics/eval.json", "metrics/confusion.csv", "metrics/per_class.csv", "metrics/calibration.csv"]
 
 
 def _ran(output: str) -> list[str]:
@@ -40,35 +40,58 @@ def test_repro_runs_every_stage_once_and_writes_its_outputs(reproduced):
     split = pd.read_csv(project / "data/split.csv")["split"].value_counts().to_dict()
     assert split == {"train": 1258, "val": 269, "test": 270}
     ev = json.loads((project / "metrics/eval.json").read_text())
-    assert ev["split"] == "test" and ev["images"] == 270
-    assert ev["accuracy"] > 0.85  # 2 epochs on 8x8 digits: chance is 0.1
-    assert "Running stage 'predict'" in first and first.count("predict: 270 test images") == 1
+    assert list(ev) == ["test", "val"] and ev["test"]["images"] == 270 and ev["val"]["images"] == 269
+    for scores in ev.values():
+        assert scores["accuracy"] > 0.85  # 2 epochs on 8x8 digits: chance is 0.1
+        assert scores["top5_accuracy"] >= scores["accuracy"] and 0 <= scores["ece"] < 0.5
+        assert all(isinstance(v, (int, float)) for v in scores.values())
+    assert "Running stage 'predict'" in first and first.count("predict: 270 test, 269 val images") == 1
 
 
 def test_evaluate_scores_what_predict_kept(reproduced):
-    """The model runs once (predict); evaluate's numbers follow from the saved logits."""
-    from vistage.evaluation import Predictions, cross_entropy
+    """The model runs once (predict) over test and val; evaluate's numbers follow from the saved
+    logits."""
+    from vistage.evaluation import Predictions
 
     project, _ = reproduced
     pred = Predictions.load(project / "reports/logits.npz")
     table = pd.read_csv(project / "reports/predictions.csv", dtype={"label": str, "predicted": str})
+    split = pd.read_csv(project / "data/split.csv")
     ev = json.loads((project / "metrics/eval.json").read_text())
-    assert pred.logits.shape == (270, 10) and list(pred.index) == table["index"].tolist()
-    assert (pred.classes[pred.logits.argmax(1)] == table["predicted"].to_numpy()).all()
+    assert pred.split_names == ["test", "val"] and len(set(pred.index)) == len(pred.index) == 270 + 269
+    for name in ("test", "val"):
+        part = pred.of(name)
+        assert sorted(part.index) == sorted(split.loc[split["split"] == name, "index"])
+        assert part.logits.shape == (ev[name]["images"], 10)
+        assert (part.logits.argmax(1) == part.labels).mean() == pytest.approx(ev[name]["accuracy"], abs=1e-6)
+        # cross-entropy from the logits (log-softmax), independently of evaluate's sklearn log_loss
+        z = part.logits.astype(np.float64)
+        log_p = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+        assert ev[name]["loss"] == pytest.approx(-log_p[np.arange(len(z)), part.labels].mean(), abs=1e-6)
+    test = pred.of("test")
+    assert list(test.index) == table["index"].tolist()  # predictions.csv: the test split
+    assert (test.classes[test.logits.argmax(1)] == table["predicted"].to_numpy()).all()
     assert (table["correct"] == (table["label"] == table["predicted"])).all()
-    assert table["correct"].mean() == pytest.approx(ev["accuracy"], abs=1e-6)
-    assert ev["loss"] == pytest.approx(cross_entropy(pred.logits, pred.labels), abs=1e-6)
+    assert table["correct"].mean() == pytest.approx(ev["test"]["accuracy"], abs=1e-6)
     confusion = pd.read_csv(project / "metrics/confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 270
     per_class = pd.read_csv(project / "metrics/per_class.csv")
     assert per_class["support"].sum() == 270 and len(per_class) == 10
+    calibration = pd.read_csv(project / "metrics/calibration.csv")
+    assert list(calibration.columns) == ["bin_lower", "bin_upper", "confidence", "accuracy", "count"]
+    assert calibration["count"].sum() == 270
+    ece = (calibration["count"] * (calibration["accuracy"] - calibration["confidence"]).abs()).sum() / 270
+    assert ece == pytest.approx(ev["test"]["ece"], abs=1e-5)  # the csv is rounded to 6 digits
 
 
 def test_report_shows_metrics_curves_confusion_and_mistakes(reproduced):
     project, _ = reproduced
     html = (project / "reports/index.html").read_text()
     ev = json.loads((project / "metrics/eval.json").read_text())
-    assert f"{ev['accuracy']:.4f}" in html
+    metrics = html.split("<h2>Test metrics</h2>")[1].split("<h2>")[0]
+    assert "<th class=l>test</th><th class=l>val</th>" in metrics and "{" not in metrics
+    for name in ("test", "val"):
+        assert f"<td>{ev[name]['accuracy']:.4f}</td>" in metrics and f"<td>{ev[name]['ece']:.4f}</td>" in metrics
     assert html.count("<svg") == 3 and "Confusion matrix" in html and "data:image/png;base64" in html
 
 
@@ -114,9 +137,10 @@ def test_experiment_reruns_train_and_after_and_compares(reproduced):
     shown = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], project).stdout))
     assert "0.0001" in shown and "accuracy" in shown
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
-    assert "metrics/eval.json" in diff and diff["metrics/eval.json"]["accuracy"]["diff"] < 0  # lr too low
+    assert "metrics/eval.json" in diff and diff["metrics/eval.json"]["test.accuracy"]["diff"] < 0  # lr too low
+    assert "val.accuracy" in diff["metrics/eval.json"]
     plots = run(["dvc", "plots", "diff", "--json"], project)
-    assert "metrics/confusion.csv" in plots.stdout
+    assert "metrics/confusion.csv" in plots.stdout and "metrics/calibration.csv" in plots.stdout
 
 
 def _image_folder(root, classes=("a", "b", "c"), per_class=10, seed=0):

@@ -1,38 +1,84 @@
 """Predict once, evaluate from what predict kept.
 
-`predict_split` runs the best checkpoint over the test split (validation when there is no test
-split) and returns `Predictions`: logits, labels and class names, saved by the predict stage as
-one .npz. Evaluate and report read that file, so the model runs once per pipeline and scoring
-needs no torch. The .npz holds only numeric and string arrays (loaded with allow_pickle=False).
+`predict_splits` runs the best checkpoint once over the test and validation images and returns
+`Predictions`: logits, labels, class names and the split of every row, saved by the predict
+stage as one .npz. Evaluate and report read that file, so the model runs once per pipeline and
+scoring needs no torch. The .npz holds only numeric and string arrays (loaded with
+allow_pickle=False).
+
+Scores come from scikit-learn: accuracy, top-5 accuracy (more than 5 classes), macro and
+weighted precision/recall/F1, cross-entropy (`log_loss` of the softmax probabilities, which it
+clips to float64's eps: one image adds at most about 36), and the expected calibration error
+built on `calibration_curve`:
+
+    ECE = sum over bins b of (n_b / N) * |accuracy_b - confidence_b|
+
+over 15 equal-width bins of the top-1 confidence (the largest softmax probability), where n_b is
+the number of images in bin b, accuracy_b the fraction of them predicted correctly and
+confidence_b their mean top-1 confidence; empty bins add nothing. Bins are closed on the right,
+(lo, hi], as `calibration_curve` bins them (a confidence of 0 falls in the first).
 """
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support, top_k_accuracy_score
 
 from .errors import VistageError
 from .io import atomic_path
 
-_FIELDS = ("split", "classes", "index", "ids", "labels", "logits")
+EVAL_SPLITS = ("test", "val")  # the splits predict keeps, the headline one first
+CALIBRATION_BINS = 15
+TOP_K = 5
+DIGITS = 6  # metrics are rounded to this many decimals
+_FIELDS = ("classes", "splits", "index", "ids", "labels", "logits")
+_ROW_FIELDS = ("splits", "index", "ids", "labels", "logits")
 
 
 @dataclass
 class Predictions:
-    split: str  # which split was predicted: test, or val when there is no test split
     classes: np.ndarray  # class names, in label order
+    splits: np.ndarray  # split name per row: test or val
     index: np.ndarray  # store rows, in the order of the logits
     ids: np.ndarray  # sample ids (file names) of those rows
     labels: np.ndarray  # class index per row, -1 for unlabeled images
     logits: np.ndarray  # (rows, classes) float32
 
     @property
+    def split_names(self) -> list[str]:
+        """The splits present, the headline one (test) first."""
+        return [name for name in EVAL_SPLITS if (self.splits == name).any()]
+
+    @property
+    def headline(self) -> str:
+        """The split the user-facing files describe: test, or val when there is no test split."""
+        if not self.split_names:
+            raise VistageError("no test or val predictions to evaluate")
+        return self.split_names[0]
+
+    def rows(self, keep: np.ndarray) -> "Predictions":
+        """The rows where `keep` is true."""
+        return Predictions(self.classes, *(getattr(self, name)[keep] for name in _ROW_FIELDS))
+
+    def of(self, split: str) -> "Predictions":
+        """The rows of one split."""
+        return self.rows(self.splits == split)
+
+    @property
     def probabilities(self) -> np.ndarray:
-        shifted = self.logits - self.logits.max(axis=1, keepdims=True)
+        """Softmax of the logits, in float64."""
+        shifted = self.logits.astype(np.float64) - self.logits.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         return e / e.sum(axis=1, keepdims=True)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """The top-1 class index per row."""
+        return self.logits.argmax(axis=1)
 
     @property
     def labeled(self) -> np.ndarray:
@@ -40,8 +86,7 @@ class Predictions:
 
     def table(self) -> pd.DataFrame:
         """One row per image: index, id, label, predicted, confidence, correct."""
-        probs = self.probabilities
-        predicted = probs.argmax(axis=1)
+        probs, predicted = self.probabilities, self.predicted
         label_names = np.where(self.labeled, self.classes[np.clip(self.labels, 0, None)], "")
         return pd.DataFrame({
             "index": self.index, "id": self.ids, "label": label_names,
@@ -59,25 +104,50 @@ class Predictions:
         path = Path(path)
         if not path.is_file():
             raise VistageError(f"{path}: missing; run the predict stage first")
+        not_npz = VistageError(f"{path}: not a predictions file written by predict (not an .npz archive of "
+                               "numeric and string arrays); rerun the predict stage")
+        unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # object arrays: ValueError
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+        except unreadable:
+            raise not_npz from None
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise not_npz
+        with data:
+            missing = [name for name in _FIELDS if name not in data.files]
+            if missing:
+                raise VistageError(f"{path}: not a predictions file written by predict (no {', '.join(missing)} "
+                                   "in it); rerun the predict stage")
+            try:
                 arrays = {name: data[name] for name in _FIELDS}
-        except (OSError, ValueError, KeyError) as exc:
-            raise VistageError(f"{path}: not a predictions file written by predict ({exc})") from None
-        return cls(split=str(arrays.pop("split")), **arrays)
+            except unreadable:
+                raise not_npz from None
+        pred = cls(**arrays)
+        pred._check(path)
+        return pred
+
+    def _check(self, path: Path) -> None:
+        rows, n_classes = len(self.index), len(self.classes)
+        shapes = {name: getattr(self, name).shape for name in _ROW_FIELDS}
+        if self.logits.ndim != 2 or self.logits.shape[1] != n_classes or \
+                any(shape[:1] != (rows,) for shape in shapes.values()):
+            described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+            raise VistageError(f"{path}: malformed predictions ({n_classes} classes; {described}); "
+                               "rerun the predict stage")
 
 
-def pick_split(split: pd.DataFrame, split_path: Path) -> tuple[str, np.ndarray]:
-    """The test split, or validation when the data has no test split."""
-    for name in ("test", "val"):
-        idx = split.loc[split["split"] == name, "index"].to_numpy()
-        if len(idx):
-            return name, idx
-    raise VistageError(f"{split_path}: no test or val images to evaluate on")
+def eval_rows(split: pd.DataFrame, split_path: Path) -> dict[str, np.ndarray]:
+    """The store rows of the test and of the validation images; an empty split is left out."""
+    rows = {name: split.loc[split["split"] == name, "index"].to_numpy() for name in EVAL_SPLITS}
+    rows = {name: idx for name, idx in rows.items() if len(idx)}
+    if not rows:
+        raise VistageError(f"{split_path}: no test or val images to evaluate on")
+    return rows
 
 
-def predict_split(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
-                  batch_size: int = 256) -> Predictions:
+def predict_splits(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
+                   batch_size: int = 256) -> Predictions:
+    """Run the checkpoint once over every test and validation image."""
     from .data.split import load_split
     from .data.store import load_store
     from .inference import TrainedModel
@@ -88,51 +158,87 @@ def predict_split(checkpoint: Path, store_dir: Path, split_path: Path, device: s
     if trained.classes != store.classes:
         raise VistageError(f"{checkpoint}: trained on classes {trained.classes[:5]}... but {store_dir} has "
                            f"{store.classes[:5]}...; retrain")
-    split_name, idx = pick_split(load_split(split_path), split_path)
-    logits, rows = trained.logits(store.images, idx, batch_size)
-    return Predictions(split_name, np.array(store.classes), rows, store.samples["id"].to_numpy(str)[rows],
-                       store.samples["label"].to_numpy(np.int64)[rows], logits.numpy().astype(np.float32))
+    logits, rows, splits = [], [], []
+    for name, idx in eval_rows(load_split(split_path), split_path).items():
+        split_logits, split_rows = trained.logits(store.images, idx, batch_size)
+        logits.append(split_logits.numpy().astype(np.float32))
+        rows.append(split_rows)
+        splits += [name] * len(split_rows)
+    rows = np.concatenate(rows)
+    return Predictions(np.array(store.classes), np.array(splits), rows, store.samples["id"].to_numpy(str)[rows],
+                       store.samples["label"].to_numpy(np.int64)[rows], np.concatenate(logits))
 
 
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean cross-entropy of integer labels, computed stably in float64."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(len(labels)), labels].mean())
-
-
-def _labeled_names(pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
-    """(actual, predicted) class names of the labeled rows."""
+def _labeled(pred: Predictions) -> Predictions:
+    """The rows with a label; an error when there are none."""
     keep = pred.labeled
     if not keep.any():
-        raise VistageError(f"the {pred.split} split has no labels to evaluate against")
-    return pred.classes[pred.labels[keep]], pred.classes[pred.logits[keep].argmax(axis=1)]
+        raise VistageError(f"the {'/'.join(pred.split_names) or 'predicted'} split has no labels to evaluate against")
+    return pred.rows(keep)
 
 
-def classification_metrics(pred: Predictions) -> dict:
-    y, p = _labeled_names(pred)
-    precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=pred.classes, average="macro",
-                                                               zero_division=0)
-    return {
-        "split": pred.split,
-        "images": int(len(y)),
-        "accuracy": round(float(accuracy_score(y, p)), 6),
-        "precision_macro": round(float(precision), 6),
-        "recall_macro": round(float(recall), 6),
-        "f1_macro": round(float(f1), 6),
-        "loss": round(cross_entropy(pred.logits[pred.labeled], pred.labels[pred.labeled]), 6),
-    }
+def _reliability(pred: Predictions, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bin edges, images per bin, and the accuracy and mean confidence of each non-empty bin) of
+    the labeled rows' top-1 confidence."""
+    confidence = np.clip(pred.probabilities.max(axis=1), 0.0, 1.0)
+    correct = (pred.predicted == pred.labels).astype(int)
+    accuracy, mean_confidence = calibration_curve(correct, confidence, pos_label=1, n_bins=n_bins,
+                                                  strategy="uniform")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    counts = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=n_bins)  # calibration_curve's bins
+    if np.count_nonzero(counts) != len(accuracy):
+        raise RuntimeError("calibration_curve binned otherwise than (lo, hi] bins")
+    return edges, counts, accuracy, mean_confidence
+
+
+def calibration_bins(pred: Predictions, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Reliability diagram data, one row per non-empty bin of top-1 confidence: bin edges, mean
+    confidence, accuracy and image count (the binning is in the module docstring)."""
+    edges, counts, accuracy, confidence = _reliability(_labeled(pred), n_bins)
+    used = np.flatnonzero(counts)
+    return pd.DataFrame({"bin_lower": edges[used].round(DIGITS), "bin_upper": edges[used + 1].round(DIGITS),
+                         "confidence": confidence.round(DIGITS), "accuracy": accuracy.round(DIGITS),
+                         "count": counts[used]})
+
+
+def expected_calibration_error(pred: Predictions, n_bins: int = CALIBRATION_BINS) -> float:
+    """sum over bins of (images in the bin / images) * |accuracy - mean confidence| (module docstring)."""
+    _, counts, accuracy, confidence = _reliability(_labeled(pred), n_bins)
+    n = counts[counts > 0]
+    return float((n * np.abs(accuracy - confidence)).sum() / n.sum())
+
+
+def classification_metrics(pred: Predictions) -> dict[str, int | float]:
+    """Headline scores of one split's labeled rows (numbers only, rounded to DIGITS)."""
+    pred = _labeled(pred)
+    y, p, probs = pred.labels, pred.predicted, pred.probabilities
+    labels = np.arange(len(pred.classes))
+    scores: dict[str, float] = {"accuracy": accuracy_score(y, p)}
+    if len(labels) > TOP_K:
+        scores[f"top{TOP_K}_accuracy"] = top_k_accuracy_score(y, probs, k=TOP_K, labels=labels)
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=labels, average=average,
+                                                                   zero_division=0)
+        scores |= {f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1}
+    scores["loss"] = log_loss(y, probs, labels=labels)
+    scores["ece"] = expected_calibration_error(pred)
+    return {"images": int(len(y)), **{name: round(float(v), DIGITS) for name, v in scores.items()}}
+
+
+def split_metrics(pred: Predictions) -> dict[str, dict[str, int | float]]:
+    """What metrics/eval.json holds: the headline scores of each split predicted, test first."""
+    return {name: classification_metrics(pred.of(name)) for name in pred.split_names}
 
 
 def per_class_table(pred: Predictions) -> pd.DataFrame:
-    y, p = _labeled_names(pred)
-    precision, recall, f1, support = precision_recall_fscore_support(y, p, labels=pred.classes, zero_division=0)
+    pred = _labeled(pred)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        pred.labels, pred.predicted, labels=np.arange(len(pred.classes)), zero_division=0)
     return pd.DataFrame({"class": pred.classes, "precision": precision.round(4), "recall": recall.round(4),
                          "f1": f1.round(4), "support": support})
 
 
 def confusion_rows(pred: Predictions) -> pd.DataFrame:
     """One row per image (actual, predicted): the data DVC's confusion template expects."""
-    y, p = _labeled_names(pred)
-    return pd.DataFrame({"actual": y, "predicted": p})
+    pred = _labeled(pred)
+    return pd.DataFrame({"actual": pred.classes[pred.labels], "predicted": pred.classes[pred.predicted]})

@@ -151,11 +151,19 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _split_table(eval_metrics: dict) -> str:
+    """One row per metric, one column per split of metrics/eval.json ({"test": {...}, "val": {...}})."""
+    splits = {name: scores for name, scores in eval_metrics.items() if isinstance(scores, dict)}
+    names = list(dict.fromkeys(metric for scores in splits.values() for metric in scores))
+    return _table([(metric, *(scores.get(metric, "") for scores in splits.values())) for metric in names],
+                  ("metric", *splits))
+
+
 def build_report(params: Params, inputs: ReportInputs) -> str:
     eval_metrics, train_metrics = _json(inputs.metrics), _json(inputs.live / "metrics.json")
     sections = [f"<h1>vistage report</h1><p class=sub>model <b>{html.escape(params.model)}</b> on "
                 f"<b>{html.escape(params.data.source)}</b>, {params.epochs} epochs</p>"]
-    sections.append("<h2>Test metrics</h2>" + _table([(k, v) for k, v in eval_metrics.items()], ("metric", "value")))
+    sections.append("<h2>Test metrics</h2>" + _split_table(eval_metrics))
     # DVCLive counts steps from 0: show the number of epochs trained instead
     epochs_trained = [("epochs trained", train_metrics.pop("step") + 1)] if "step" in train_metrics else []
     sections.append("<h2>Last training epoch</h2>" + _table(epochs_trained + _flatten(train_metrics),
