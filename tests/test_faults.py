@@ -142,3 +142,30 @@ def test_a_bad_checkpoint_is_one_line_and_runs_nothing(tmp_path, content):
         load_checkpoint(path)
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
     assert "weights_only" not in str(err.value) and not marker.exists()
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"lr": 1e10}, ["training diverged at epoch 1", "lower lr"]),
+    ({"model": "resnet18", "lr": 1e10, "optimizer": "sgd"}, ["training diverged"]),
+], ids=["simple_cnn", "resnet18"])
+def test_a_failed_train_leaves_the_committed_metrics_and_checkpoints_byte_identical(work, override, words):
+    cmd = _train_cmd(work, epochs=1)
+    subprocess.run(cmd, cwd=work, env=run_env(), check=True, capture_output=True)
+    kept = [p for p in [*(work / "metrics").rglob("*"), *(work / "models").rglob("*")] if p.is_file()]
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept}
+    proc = subprocess.run(_train_cmd(work, epochs=1, **override), cwd=work, env=run_env(), capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert all(w in proc.stderr for w in words), proc.stderr
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept if p.exists()} == before
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
+def test_infinite_or_nan_params_are_refused(write_params, value):
+    from vistage.errors import VistageError
+    from vistage.params import load_params
+
+    path = write_params()
+    path.write_text(path.read_text().replace("lr: 0.003", f"lr: {value}"))
+    with pytest.raises(VistageError, match="lr: .* is not valid"):
+        load_params(path, keywords=())

@@ -17,7 +17,9 @@ from .errors import VistageError, closest
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # inf and nan pass `gt=0` and similar bounds; no param has a use for them (`lr: .inf` trains
+    # to a NaN loss), so every float refuses them
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class DataParams(_Strict):

@@ -34,6 +34,7 @@ from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restor
 from .data.split import load_split
 from .data.store import Store, load_store
 from .errors import VistageError
+from .io import atomic_dir
 from .inference import predict_logits
 from .losses import LOSSES
 from .models import build_from_params, set_backbone_frozen, train_mode
@@ -78,7 +79,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     c = _build(params, data, device, dist)
     standing = _resume(paths.models / "last.pt", params, data, c)
     monitor = standing.monitor
-    live = _open_live(paths.live, standing.epoch) if dist.is_main else None
+    live = _open_live(paths, standing.epoch) if dist.is_main else None
     summary: dict = {}
     wrapped = None
     with _progress_bars(dist) as progress:
@@ -103,6 +104,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
                 break
     if dist.is_main:
         live.end()
+        _publish_live(paths)
         best_path = paths.models / "best.pt"
         if not best_path.exists():  # resumed run whose best came before the interruption and was lost
             save_checkpoint(best_path, load_checkpoint(paths.models / "last.pt"))
@@ -246,20 +248,37 @@ def _resume(path: Path, params: Params, data: TrainData, c: Components) -> Stand
     return standing
 
 
-def _open_live(live_dir: Path, start_epoch: int):
+def _staging(paths: TrainPaths) -> Path:
+    """Where DVCLive writes while training runs: beside the checkpoints it belongs to, so the
+    committed curves in `paths.live` change only when a run ends (a failed or killed one leaves
+    them as they were) and a resumed run continues its own."""
+    return paths.models / "live-in-progress"
+
+
+def _open_live(paths: TrainPaths, start_epoch: int):
     """DVCLive logger continuing at `start_epoch`: curve rows of epochs after the checkpoint (logged
     before a kill, then lost with it) are dropped, so a resumed run's curves equal an
     uninterrupted run's. (DVCLive's own resume counts from the last row and misses step 0.)"""
     from dvclive import Live
 
+    staging = _staging(paths)
     if start_epoch:
-        for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        for tsv in (staging / "plots" / "metrics").rglob("*.tsv"):
             rows = tsv.read_text().splitlines()
             kept = rows[:1] + [r for r in rows[1:] if int(r.split("\t")[0]) < start_epoch]
             tsv.write_text("\n".join(kept) + "\n")
-    live = Live(str(live_dir), resume=bool(start_epoch), dvcyaml=False, save_dvc_exp=False, report=None)
+    live = Live(str(staging), resume=bool(start_epoch), dvcyaml=False, save_dvc_exp=False, report=None)
     live.step = start_epoch
     return live
+
+
+def _publish_live(paths: TrainPaths) -> None:
+    """Replace the training metrics and curves with the finished run's, in one rename."""
+    import shutil
+
+    with atomic_dir(paths.live) as tmp:
+        shutil.copytree(_staging(paths), tmp, dirs_exist_ok=True)
+    shutil.rmtree(_staging(paths))
 
 
 # -- one epoch --------------------------------------------------------------------------------
