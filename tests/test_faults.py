@@ -169,3 +169,39 @@ def test_infinite_or_nan_params_are_refused(write_params, value):
     path.write_text(path.read_text().replace("lr: 0.003", f"lr: {value}"))
     with pytest.raises(VistageError, match="lr: .* is not valid"):
         load_params(path, keywords=())
+
+
+def test_onecycle_runs_however_few_steps_there_are():
+    """No run length divides by zero in the default schedule (1-12 epochs of 1-4 steps, and the
+    step counts around 100 where a 1% warm-up is one step), and the lr peaks at `lr`."""
+    import torch
+
+    from vistage.optim import SCHEDULERS
+    from vistage.params import Params
+
+    cases = [(e, s, w) for e in range(1, 13) for s in range(1, 5) for w in (0.0, 1.0)]
+    cases += [(1, s, 0.0) for s in (99, 100, 101)]
+    for epochs, steps, warmup in cases:
+        model = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        schedule = SCHEDULERS.get("onecycle")(optimizer, Params(epochs=epochs, warmup_epochs=warmup), steps)
+        lrs = []
+        for _ in range(epochs * steps):
+            optimizer.step()
+            lrs.append(schedule.lr)
+            schedule.step_batch()
+        assert max(lrs) <= 0.1 + 1e-9 and lrs[-1] < 0.1, (epochs, steps, warmup, lrs)
+
+
+@pytest.mark.parametrize("override", [
+    {"epochs": 2, "max_steps_per_epoch": 1},
+    {"epochs": 2, "batch_size": 512, "accumulate": 8},
+    {"epochs": 2, "batch_size": 2048},
+], ids=["one-step-epochs", "accumulate-beyond-the-epoch", "one-batch-data-set"])
+def test_training_with_very_few_steps_completes(digits_store, tmp_path, override):
+    from vistage.training import train
+
+    from .conftest import tiny_params, train_paths
+
+    result = train(tiny_params(**override), train_paths(digits_store, tmp_path))
+    assert result["epochs_trained"] == 2 and np.isfinite(result["train/loss"])

@@ -143,6 +143,11 @@ def none(optimizer, params, steps_per_epoch: int) -> Schedule:
 def onecycle(optimizer, params, steps_per_epoch: int) -> Schedule:
     total = params.epochs * steps_per_epoch
     pct = min(0.5, max(0.01, params.warmup_epochs / params.epochs)) if params.warmup_epochs else 0.01
+    if abs(pct * total - 1) < 1e-6:
+        # OneCycleLR divides by (warm-up steps - 1): a warm-up of exactly one step (2 epochs of 1
+        # step, 100 steps without warm-up, ...) is a division by zero. Warm up over two steps when
+        # the run has room for it, else start at the peak.
+        pct = 2 / total if total >= 4 else 0.5 / total
     # one peak per group, so a lower backbone lr stays lower
     max_lr = [group["lr"] for group in optimizer.param_groups]
     sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=pct)
