@@ -51,6 +51,7 @@ def test_precision_falls_back_cleanly_without_cuda():
     assert not fp16.scaler().is_enabled()
 
 
+@pytest.mark.slow
 def test_bf16_channels_last_learns_as_well_as_fp32_on_cpu(digits_store, tmp_path):
     fp32 = train(tiny_params(epochs=3), train_paths(digits_store, tmp_path / "fp32"))
     bf16 = train(tiny_params(epochs=3, precision="bf16", channels_last=True), train_paths(digits_store, tmp_path))
@@ -135,6 +136,7 @@ def test_input_size_resizes_batches_on_the_device(digits_store, tmp_path):
     assert trained.normalize(batch).shape == (2, 3, 16, 16)
 
 
+@pytest.mark.slow
 def test_pretrained_transfer_two_stage_runs_offline(digits_store, tmp_path):
     params = tiny_params(epochs=2, model="tf_efficientnet_lite0", pretrained=True, input_size=32, freeze="backbone",
                      freeze_epochs=1, backbone_lr_scale=0.1, max_steps_per_epoch=2, batch_size=16)
@@ -161,6 +163,7 @@ def _final_metrics(work) -> dict:
     return metrics
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_matches_one_process(digits_store, tmp_path):
     """devices: 2 re-launches under torchrun (gloo); the pair sees the same global batches as one
     process, so the metrics agree up to BatchNorm statistics computed per process."""
@@ -177,6 +180,7 @@ def test_two_process_ddp_on_cpu_matches_one_process(digits_store, tmp_path):
     assert load_checkpoint(double / "models" / "last.pt")["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_torch_compile_trains_as_eager_does_and_saves_plain_weights(digits_store, tmp_path):
     short = {"epochs": 1, "max_steps_per_epoch": 3}
     eager = train(tiny_params(**short), train_paths(digits_store, tmp_path / "eager"))
@@ -203,6 +207,7 @@ def _recipe_smoke_params(name: str) -> Params:
     return Params.model_validate(merged(merged(merged(default_params(), TINY), overrides), smoke))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml")))
 def test_each_recipe_trains_a_few_batches_into_a_usable_model(name, digits_store, tmp_path):
     """Four optimisation steps show no learning (a two-stage recipe's loss even rises when the

@@ -32,7 +32,7 @@ def test_unknown_keyword_is_one_line_listing_the_valid_ones(kind):
     assert message.startswith(f"params.yaml: {registry.kind}: 'no_such_keyword' is not valid") and "\n" not in message
     names = registry.names()
     if len(names) <= 40:
-        assert message.endswith(" valid: " + ", ".join(names))
+        assert message.endswith("; valid: " + ", ".join(names))
     else:  # timm's models: too many to list, so the error says how to see them
         assert f"({len(names)} valid names; `vistage list {registry.kind}` shows them all)" in message
 

@@ -13,7 +13,7 @@ from vistage.params import DataParams
 
 from .conftest import SHARED_DATASETS
 
-pytestmark = [pytest.mark.shared,
+pytestmark = [pytest.mark.shared, pytest.mark.slow,
               pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="../shared/datasets is not here")]
 
 

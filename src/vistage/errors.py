@@ -28,7 +28,7 @@ def choice_error(what: str, value, choices: Iterable[str], where: str = "params.
     if hint:
         msg += "; did you mean " + " or ".join(repr(h) for h in hint) + "?"
     if len(choices) <= max_listed:
-        msg += " valid: " + ", ".join(choices)
+        msg += "; valid: " + ", ".join(choices)
     else:
         msg += f" ({len(choices)} valid names; `vistage list {what}` shows them all)"
     return VistageError(msg)
