@@ -205,3 +205,53 @@ def test_training_with_very_few_steps_completes(digits_store, tmp_path, override
 
     result = train(tiny_params(**override), train_paths(digits_store, tmp_path))
     assert result["epochs_trained"] == 2 and np.isfinite(result["train/loss"])
+
+
+def test_a_predefined_test_class_missing_from_train_stops_the_split():
+    import pandas as pd
+
+    from vistage.data.split import split_table
+    from vistage.errors import VistageError
+
+    labels = [0] * 10 + [1] * 10 + [2] * 3
+    predefined = ["train"] * 20 + ["test"] * 3  # 'bird' only in the source's test/ folder
+    samples = pd.DataFrame({"index": range(23), "label": labels, "split": predefined, "group": [""] * 23})
+    with pytest.raises(VistageError, match="class 'bird' has test images but no train images"):
+        split_table(samples, ["cat", "dog", "bird"], 0.2, 0.0, 0)
+
+
+def test_duplicate_keys_are_refused_as_dvc_refuses_them(tmp_path):
+    from vistage.errors import VistageError
+    from vistage.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
+    with pytest.raises(VistageError, match=r"params.yaml: not valid YAML \(line 3\): duplicate key 'lr'"):
+        load_params(path, keywords=())
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"freeze": "none", "freeze_epochs": 2}, "freeze_epochs: 2 does nothing with freeze: none"),
+    ({"freeze": "backbone", "freeze_epochs": 2, "epochs": 2}, "freeze_epochs: 2 is not below epochs: 2"),
+    ({"drop_path_rate": 0.1}, "drop_path_rate: simple_cnn has no stochastic depth"),
+], ids=["freeze-epochs-without-freeze", "never-unfreezes", "drop-path-on-simple-cnn"])
+def test_contradicting_settings_are_one_line_errors(write_params, override, message):
+    from vistage.errors import VistageError
+    from vistage.params import load_params
+
+    with pytest.raises(VistageError, match=message):
+        load_params(write_params(override))
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"epochs": 1, "warmup_epochs": 1.0}, "onecycle warms up over half the run instead"),
+    ({"scheduler": "step", "lr_step_epochs": 10, "epochs": 5}, "never decays the learning rate"),
+    ({"early_stopping_patience": 3, "epochs": 3}, "training can never stop early"),
+    ({"freeze": "backbone", "backbone_lr_scale": 0.1}, "does nothing in a linear probe"),
+], ids=["warmup-as-long-as-the-run", "step-beyond-the-run", "patience-beyond-the-run", "scale-in-linear-probe"])
+def test_settings_that_do_nothing_warn_in_one_line(write_params, capsys, override, message):
+    from vistage.params import load_params
+
+    load_params(write_params(override))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and message in err

@@ -7,6 +7,7 @@ the top level so `dvc exp run -S lr=1e-4` works as written; data settings are gr
 `check_keywords`, which imports the component modules (and so torch) only when called.
 """
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,12 +137,26 @@ KEYWORD_REGISTRIES = {
 DATA_KEYWORDS = ("data.source",)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; DVC (ruamel) refuses the file. Refuse it here too,
+    so a stage never trains with a value the pipeline cannot even read."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_mapping(path: Path, missing: str = "not found") -> dict:
     """A YAML file that must hold a mapping (an empty file is an empty one); one-line errors."""
     if not path.is_file():
         raise VistageError(f"{path}: {missing}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -156,6 +171,36 @@ def check_fractions(params: Params, where: str | Path) -> None:
     if params.data.val_fraction + params.data.test_fraction >= 1:
         raise VistageError(f"{where}: data.val_fraction + data.test_fraction must be below 1, got "
                            f"{params.data.val_fraction} + {params.data.test_fraction}")
+
+
+def contradictions(params: Params, where: str | Path) -> list[str]:
+    """Settings that contradict each other: an error when they can only be a mistake, a returned
+    one-line warning when the run is legitimate but a setting does nothing in it."""
+    p, errors, warnings = params, [], []
+    if p.freeze == "none" and p.freeze_epochs:
+        errors.append(f"freeze_epochs: {p.freeze_epochs} does nothing with freeze: none (set freeze: backbone "
+                      "for a two-stage run, or freeze_epochs: 0)")
+    if p.freeze == "backbone" and p.freeze_epochs >= p.epochs:
+        errors.append(f"freeze_epochs: {p.freeze_epochs} is not below epochs: {p.epochs}, so the backbone never "
+                      "unfreezes (freeze_epochs: 0 is a linear probe)")
+    if p.model == "simple_cnn" and p.drop_path_rate:
+        errors.append("drop_path_rate: simple_cnn has no stochastic depth (set drop_path_rate: 0)")
+    if errors:
+        raise VistageError(f"{where}: {errors[0]}")
+    if p.scheduler in ("onecycle", "cosine") and p.warmup_epochs >= p.epochs:
+        warnings.append(f"warmup_epochs: {p.warmup_epochs} is not below epochs: {p.epochs}; "
+                        + ("onecycle warms up over half the run instead" if p.scheduler == "onecycle"
+                           else "the cosine decay never starts"))
+    if p.scheduler == "step" and p.lr_step_epochs >= p.epochs:
+        warnings.append(f"lr_step_epochs: {p.lr_step_epochs} is not below epochs: {p.epochs}: the step schedule "
+                        "never decays the learning rate")
+    if p.early_stopping_patience >= p.epochs:
+        warnings.append(f"early_stopping_patience: {p.early_stopping_patience} is not below epochs: {p.epochs}: "
+                        "training can never stop early")
+    if p.freeze == "backbone" and not p.freeze_epochs and p.backbone_lr_scale != 1:
+        warnings.append(f"backbone_lr_scale: {p.backbone_lr_scale} does nothing in a linear probe (freeze: "
+                        "backbone, freeze_epochs: 0): the backbone never trains")
+    return [f"{where}: {w}" for w in warnings]
 
 
 def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tuple(KEYWORD_REGISTRIES)) -> Params:
@@ -173,6 +218,9 @@ def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tu
         raise VistageError(_format_error(path, err)) from None
     check_fractions(params, path)
     check_keywords(params, keywords, where=str(path))
+    if "model" in keywords:  # the stages that train: the training settings must agree
+        for warning in contradictions(params, path):
+            print(f"warning: {warning}", file=sys.stderr)
     return params
 
 

@@ -80,7 +80,19 @@ def split_table(samples: pd.DataFrame, classes: list[str], val_fraction: float, 
         pool, val = carve(pool, share, seed + 1, "val")
         split[val] = "val"
     split[pool] = "train"
+    _check_classes_trained(split, labels, classes)
     return pd.DataFrame({"index": idx, "split": split})
+
+
+def _check_classes_trained(split: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
+    """A class with validation or test images but none to train on (predefined splits that do not
+    match) could only ever be predicted wrong: stop and name it."""
+    trained = set(labels[split == "train"].tolist())
+    for name in ("val", "test"):
+        untrained = sorted(classes[c] for c in set(labels[split == name].tolist()) - trained)
+        if untrained:
+            raise VistageError(f"split: class {untrained[0]!r} has {name} images but no train images "
+                               f"({len(untrained)} such class(es)); the source's predefined splits do not match")
 
 
 def load_split(path: str | Path) -> pd.DataFrame:
