@@ -255,3 +255,19 @@ def test_settings_that_do_nothing_warn_in_one_line(write_params, capsys, overrid
     load_params(write_params(override))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ") and message in err
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"model": "vit_tiny_patch16_224"}, ["model 'vit_tiny_patch16_224' does not take 8x8 images", "input_size: 224"]),
+    ({"model": "inception_v3"}, ["model 'inception_v3' does not take 8x8 images", "input_size: 299"]),
+], ids=["fixed-size-vit", "too-much-downsampling"])
+def test_a_model_that_does_not_fit_the_images_says_what_to_set(digits_store, tmp_path, override, words):
+    from vistage.errors import VistageError
+    from vistage.training import train
+
+    from .conftest import tiny_params, train_paths
+
+    with pytest.raises(VistageError) as err:
+        train(tiny_params(epochs=1, **override), train_paths(digits_store, tmp_path))
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)
+    assert not (tmp_path / "models").exists()  # stopped before anything was written

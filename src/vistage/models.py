@@ -140,6 +140,26 @@ def build_model(name: str, num_classes: int, pretrained: bool | str = False, dro
     return model
 
 
+def check_input_fits(model: nn.Module, name: str, size: int, device: torch.device, where: str = "params.yaml") -> None:
+    """One forward pass on a blank image of the training size, before any training: a model with a
+    fixed input size (ViTs) or more downsampling than the image has pixels fails here, in one line
+    that says what to set, instead of a traceback in the first step. Eval mode and no_grad: no
+    random draws, no weight or statistics change, so training is exactly as without it."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=device))
+    except Exception as exc:  # an assertion, a shape or size error: whatever the architecture raises
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        expected = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+        hint = (f"set input_size: {expected[-1]} (the model's size)" if expected and expected[-1] != size
+                else "set input_size (resized on the device) or data.image_size larger")
+        raise VistageError(f"{where}: model {name!r} does not take {size}x{size} images ({first}); {hint}") from None
+    finally:
+        model.train(was_training)
+
+
 def build_from_params(params, num_classes: int, pretrained: bool | str | None = None) -> nn.Module:
     """The model a Params (or a checkpoint's params dict) describes; `pretrained` overrides it
     (inference passes False: the checkpoint holds the weights)."""

@@ -37,7 +37,7 @@ from .errors import VistageError
 from .io import atomic_dir
 from .inference import predict_logits
 from .losses import LOSSES
-from .models import build_from_params, set_backbone_frozen, train_mode
+from .models import build_from_params, check_input_fits, set_backbone_frozen, train_mode
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
 from .precision import Precision, cpu_bf16_hint, resolve_precision
@@ -196,6 +196,7 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
     model = build_from_params(params, num_classes)
     mean, std = _normalization(params, model, data.store.images, data.train_idx)
     model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
+    check_input_fits(model, params.model, params.input_size or data.store.image_size, device)
     normalize = Normalizer(mean, std, device, size=params.input_size)
     optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
                                                               params.momentum, params.backbone_lr_scale)
