@@ -18,11 +18,14 @@ def prepare(params: ParamsFile,
     from vistage.params import DATA_KEYWORDS, load_params
 
     p = load_params(params, keywords=DATA_KEYWORDS)
-    stats = write_store(out, load_source(p.data), p.data.image_size, p.data.resize, p.data.on_bad_image,
-                        p.data.workers)
+    source = load_source(p.data)
+    stats = write_store(out, source, p.data.image_size, p.data.resize, p.data.on_bad_image, p.data.workers)
+    stats["empty_folders"] = source.empty_folders
     write_json(metrics, stats)
-    skipped = f", {len(stats['skipped'])} bad files skipped (listed in {metrics})" if stats["skipped"] else ""
-    typer.echo(f"prepare: {stats['images']} images, {stats['classes']} classes{skipped} -> {out}")
+    left_out = [f"{len(stats['skipped'])} bad files skipped"] if stats["skipped"] else []
+    left_out += [f"{len(source.empty_folders)} folders without images left out"] if source.empty_folders else []
+    listed = f" ({', '.join(left_out)}: listed in {metrics})" if left_out else ""
+    typer.echo(f"prepare: {stats['images']} images, {stats['classes']} classes{listed} -> {out}")
 
 
 app = single_command(prepare)

@@ -127,3 +127,69 @@ def test_large_jpeg_decodes_at_reduced_size_with_nearly_the_same_pixels():
     full = to_store_array(Image.open(io.BytesIO(buf.getvalue())), 64, "crop")
     assert seen == "1600x1200" and reduced.shape == full.shape == (64, 64, 3)
     assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 6  # of 255
+
+
+def _png_tree(root, layout):
+    import numpy as np
+    from PIL import Image
+
+    for folder, n in layout.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / folder / f"{i}.png")
+
+
+def _folder_params(path, **kw):
+    from vistage.params import DataParams
+
+    return DataParams(source="folder", path=str(path), **kw)
+
+
+def test_a_linked_folder_stops_prepare_unless_links_are_followed(tmp_path):
+    """Users link a test/ folder in from elsewhere: never skipped without a word."""
+    import os
+
+    import pytest
+
+    from vistage.data.sources import load_source
+    from vistage.errors import VistageError
+
+    _png_tree(tmp_path / "data", {"train/cat": 3, "train/dog": 3})
+    _png_tree(tmp_path / "elsewhere", {"cat": 2, "dog": 2})
+    os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "test")
+    with pytest.raises(VistageError) as err:
+        load_source(_folder_params(tmp_path / "data"))
+    assert str(err.value).startswith(f"{tmp_path / 'data' / 'test'}: a link to a folder; set data.follow_links: true")
+    followed = load_source(_folder_params(tmp_path / "data", follow_links=True))
+    assert sorted(s.split for s in followed.samples).count("test") == 4 and len(followed.samples) == 10
+
+
+def test_a_link_loop_is_read_once(tmp_path):
+    import os
+
+    from vistage.data.sources import load_source
+
+    _png_tree(tmp_path / "data", {"cat": 2, "dog": 2})
+    os.symlink(tmp_path / "data", tmp_path / "data" / "cat" / "again")  # points back up
+    assert len(load_source(_folder_params(tmp_path / "data", follow_links=True)).samples) == 4
+
+
+def test_empty_class_folders_are_reported_not_dropped_silently(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .conftest import default_params, merged, run_env
+
+    _png_tree(tmp_path / "data", {"cat": 3, "dog": 3})
+    (tmp_path / "data" / "bird").mkdir()
+    (tmp_path / "data" / "fish" / "images").mkdir(parents=True)
+    params = merged(default_params(), {"data": {"source": "folder", "path": str(tmp_path / "data"), "workers": 1}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run([sys.executable, "-m", "stages.prepare", "--params", "params.yaml", "--out", "prepared",
+                           "--metrics", "data.json"], cwd=tmp_path, env=run_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 folders without images left out" in proc.stdout
+    assert json.loads((tmp_path / "data.json").read_text())["empty_folders"] == ["bird", "fish"]

@@ -38,6 +38,7 @@ class DataParams(_Strict):
     csv_group_column: str | None = Field(None, description="csv: optional column of groups kept in one split")
     image_size: int = Field(32, ge=4, le=4096, description="side of the square images in the store")
     resize: Literal["crop", "pad"] = Field("crop", description="other sizes: shorter side + centre crop, or pad")
+    follow_links: bool = Field(False, description="folder: read links to folders and files (also outside data.path)")
     on_bad_image: Literal["error", "skip"] = Field("error", description="unreadable images: stop, or skip and list")
     workers: int | None = Field(None, ge=1, description="decoding processes (null: one per core)")
     val_fraction: float = Field(0.15, ge=0, lt=1, description="share of the data held out for validation")

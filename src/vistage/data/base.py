@@ -67,6 +67,8 @@ class SourceData:
     description: str
     # files the source itself refused while listing (missing CSV files, empty labels, ...)
     bad: list[tuple[str, str]] = field(default_factory=list)
+    # folders without a single image (an empty class folder): left out, and reported by prepare
+    empty_folders: list[str] = field(default_factory=list)
 
 
 def require_path(data_params, what: str) -> Path:
