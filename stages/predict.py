@@ -11,18 +11,33 @@ from vistage.command import ParamsFile, run, single_command
 
 def predict(params: ParamsFile,
             checkpoint: Annotated[Path, typer.Option(help="the checkpoint to predict with")],
-            store: Annotated[Path, typer.Option(help="the prepared store to read")],
-            split: Annotated[Path, typer.Option(help="the split table to read")],
-            out: Annotated[Path, typer.Option(help="test predictions table to write (CSV, one row per image)")],
-            logits: Annotated[Path, typer.Option(help="logits, labels, splits and class names of the test and "
-                                                      "validation images to write (.npz)")]) -> None:
+            out: Annotated[Path, typer.Option(help="predictions table to write (CSV, one row per image)")],
+            store: Annotated[Path | None, typer.Option(help="the prepared store to read")] = None,
+            split: Annotated[Path | None, typer.Option(help="the split table to read")] = None,
+            logits: Annotated[Path | None, typer.Option(help="logits, labels, splits and class names of the test "
+                                                             "and validation images to write (.npz)")] = None,
+            input: Annotated[Path | None, typer.Option(help="instead: new images to predict (a folder or archive "
+                                                            "of images, or a CSV of paths)")] = None,
+            top_k: Annotated[int, typer.Option(help="with --input: the classes listed per image", min=1)] = 5,
+            ) -> None:
     """One row per test image (id, label, predicted class, confidence, correct; the validation
-    images when there is no test split), and the raw logits of the test and validation images."""
-    from vistage.evaluation import predict_splits
+    images when there is no test split), and the raw logits of the test and validation images.
+
+    With --input: one row per new image (id, predicted class, confidence, the top-k classes and
+    their probabilities), decoded and resized as the checkpoint's store was."""
     from vistage.io import atomic_path
     from vistage.params import load_params
 
     p = load_params(params, keywords=())
+    if input is not None:
+        return _predict_new_images(p, checkpoint, input, out, top_k)
+    missing = [f"--{name}" for name, value in (("store", store), ("split", split), ("logits", logits)) if value is None]
+    if missing:
+        from vistage.errors import VistageError
+
+        raise VistageError(f"predict: {', '.join(missing)} needed (or --input PATH to predict new images)")
+    from vistage.evaluation import predict_splits
+
     pred = predict_splits(checkpoint, store, split, p.device)
     headline = pred.of(pred.headline)
     with atomic_path(out) as tmp:
@@ -30,6 +45,17 @@ def predict(params: ParamsFile,
     pred.save(logits)
     counts = ", ".join(f"{len(pred.of(name).index)} {name}" for name in pred.split_names)
     typer.echo(f"predict: {counts} images -> {out} ({pred.headline}), {logits}")
+
+
+def _predict_new_images(p, checkpoint: Path, input: Path, out: Path, top_k: int) -> None:
+    from vistage.io import atomic_path
+    from vistage.new_images import predict_images
+
+    table, bad = predict_images(checkpoint, input, p.device, p.data.on_bad_image, p.data.csv_path_column, top_k)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    skipped = f", {len(bad)} bad files skipped (first: {bad[0][0]})" if bad else ""
+    typer.echo(f"predict: {len(table)} images from {input}{skipped} -> {out}")
 
 
 app = single_command(predict)
