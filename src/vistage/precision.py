@@ -3,9 +3,9 @@
 `auto` picks bf16 on CUDA devices that support it (no loss scaling needed), fp16 with a
 GradScaler on older CUDA devices, and fp32 on the CPU and MPS. On the CPU, bf16 is fast only
 where the CPU has native bf16 instructions (AVX512-BF16, AMX): measured on such a 2-core
-machine, ResNet-18 at 32 px trained 1.5x-2.3x faster with `precision: bf16` and
-`channels_last: true` than in fp32, and on another machine of the same kind no faster (1.13x
-against fp32's 1.18x over the baseline): it varies by CPU. Without them bf16 is emulated and slower. `auto` keeps fp32
+machine, ResNet-18 at 32 px trained up to 1.5x faster with `precision: bf16` and
+`channels_last: true` than in fp32, and on another machine of the same kind no faster (0.96x):
+it varies by CPU. Without them bf16 is emulated and slower. `auto` keeps fp32
 on the CPU so that results are exact and the same on every CPU, and `cpu_bf16_hint` tells the
 user when the faster setting is available. Asking for a dtype the device cannot run falls back
 to fp32 with a warning rather than failing: the same params.yaml runs on a laptop and a GPU node.
@@ -64,5 +64,5 @@ def cpu_bf16_hint(requested: str, device: torch.device) -> str:
     if not native:
         return ""
     return ("this CPU runs bf16 natively: precision: bf16 with channels_last: true may train convolutional "
-            "models faster (from 1.0x to 2.3x measured for ResNet-18 at 32 px on our 2-core machines: measure "
-            "yours with bench/train_throughput.py; fp32 is kept for exact, portable results)")
+            "models faster (0.96x to 1.5x fp32's speed measured for ResNet-18 at 32 px on our 2-core machines: "
+            "measure yours with bench/train_throughput.py; fp32 is kept for exact, portable results)")
