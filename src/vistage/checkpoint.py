@@ -126,8 +126,15 @@ class Trained:
     epoch: int  # epochs trained
 
 
+_TRAINED_FIELDS = ("model", "classes", "image_size", "normalize", "params", "epoch")
+
+
 def load_trained(path: str | Path) -> Trained:
     state = load_checkpoint(path)
+    missing = [k for k in _TRAINED_FIELDS if not isinstance(state, dict) or k not in state]
+    if missing:  # a bare state dict, or another program's checkpoint
+        raise VistageError(f"{path}: not a vistage checkpoint (no {', '.join(missing)} in it); "
+                           "predict needs the models/best.pt that train writes")
     norm = state["normalize"]
     info = ModelInfo(state["params"], list(state["classes"]), int(state["image_size"]), norm["mean"], norm["std"])
     return Trained(info, state.get("ema") or state["model"], int(state["epoch"]))

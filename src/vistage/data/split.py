@@ -99,7 +99,14 @@ def load_split(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise VistageError(f"{path}: missing; run `vistage split` first")
-    return pd.read_csv(path, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise VistageError(f"{path}: not a readable split table ({str(exc).splitlines()[0]}); rerun split") from None
+    missing = [c for c in ("index", "split") if c not in table.columns]
+    if missing:
+        raise VistageError(f"{path}: not a split table (no column {', '.join(map(repr, missing))}); rerun split")
+    return table
 
 
 def split_counts(table: pd.DataFrame, samples: pd.DataFrame, classes: list[str]) -> dict:
