@@ -362,10 +362,6 @@ CASES = [
          make=lambda p, b: (b / "split.csv").write_text("index,part\n0,train\n"), args={"split": "bad/split.csv"}),
 ]
 
-XFAIL = {  # bugs in files being changed elsewhere
-    "tar-not-an-archive": "folder.py puts tarfile's multi-line ReadError (one line per compression tried) into "
-                          "the message: five lines on stderr",
-}
 
 # informational lines a stage may print before it meets the problem (host-dependent): not errors
 HINTS = ("this CPU runs bf16 natively",)
@@ -437,8 +433,7 @@ def outcomes(reproduced_project, tmp_path_factory) -> dict[str, Outcome]:
         return {case.id: outcome for case, outcome in zip([*CASES, DIVERGES_UNDER_DVC], done)}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=XFAIL[c.id])]
-                                               if c.id in XFAIL else []) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_and_loses_nothing(outcomes, case):
     outcome = outcomes[case.id]
     if outcome.error is not None:

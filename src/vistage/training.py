@@ -188,15 +188,16 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
     RNG's first draws after seeding."""
     say = console.print if dist.is_main else (lambda *a, **k: None)
     precision = resolve_precision(params.precision, device)
-    if precision.note:
-        say(f"[yellow]{precision.note}[/]")
-    elif hint := cpu_bf16_hint(params.precision, device):
-        say(f"[dim]{hint}[/]")
     num_classes = len(data.store.classes)
     model = build_from_params(params, num_classes)
     mean, std = _normalization(params, model, data.store.images, data.train_idx)
     model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
     check_input_fits(model, params.model, params.input_size or data.store.image_size, device)
+    # notes once the model is known to build and fit: a failing run shows its error line alone
+    if precision.note:
+        say(f"[yellow]{precision.note}[/]", soft_wrap=True)
+    elif hint := cpu_bf16_hint(params.precision, device):
+        say(f"[dim]{hint}[/]", soft_wrap=True)
     normalize = Normalizer(mean, std, device, size=params.input_size)
     optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
                                                               params.momentum, params.backbone_lr_scale)

@@ -101,7 +101,8 @@ def list_entries(path: Path, follow_links: bool = False
                         continue
                     entries.append((member.name, member.name))
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise VistageError(f"{path}: not a readable tar archive ({exc})") from None
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]  # tarfile lists every compression it tried
+            raise VistageError(f"{path}: not a readable tar archive ({first})") from None
         return entries, TarReader(path), bad, folders
     if name.endswith(".zip"):
         try:
@@ -116,7 +117,8 @@ def list_entries(path: Path, follow_links: bool = False
                         continue
                     entries.append((info.filename, info.filename))
         except (zipfile.BadZipFile, OSError) as exc:
-            raise VistageError(f"{path}: not a readable zip archive ({exc})") from None
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise VistageError(f"{path}: not a readable zip archive ({first})") from None
         return entries, ZipReader(path), bad, folders
     raise VistageError(f"params.yaml: data.path: {str(path)!r} is neither a folder nor a .tar/.tar.gz/.zip archive")
 
