@@ -494,20 +494,18 @@ def nth(key):
     calls[key] = calls.get(key, 0) + 1
     return calls[key]
 
+def die_on_call(attr, n):
+    real = getattr(T, attr)
+    def patched(*a, **k):
+        if nth(attr) == n:
+            die()
+        return real(*a, **k)
+    setattr(T, attr, patched)
+
 if kind == "step":  # before optimisation step N of the run
-    real_step = T._optimizer_step
-    def _optimizer_step(*a, **k):
-        if nth("step") == int(arg):
-            die()
-        return real_step(*a, **k)
-    T._optimizer_step = _optimizer_step
+    die_on_call("_optimizer_step", int(arg))
 elif kind == "validate":  # during the validation of epoch N
-    real_validate = T._validate
-    def _validate(*a, **k):
-        if nth("validate") == int(arg):
-            die()
-        return real_validate(*a, **k)
-    T._validate = _validate
+    die_on_call("_validate", int(arg))
 elif kind == "after":  # right after NAME is written for epoch E or later
     name, epoch = arg.split("@")
     real_save = T.save_checkpoint
