@@ -62,8 +62,9 @@ def available_processes(device_kind: str) -> tuple[int, str]:
     """How many DDP processes this machine can run, and of what: one per GPU, or one per core."""
     if device_kind == "cuda":
         return torch.cuda.device_count(), "CUDA devices"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores, "CPU cores"
+    from .data.decode import default_workers  # one per core this process may use
+
+    return default_workers(), "CPU cores"
 
 
 def check_launch(devices: int, batch_size: int, device_kind: str, n_train: int, where: str = "params.yaml") -> None:

@@ -50,7 +50,7 @@ def split_table(samples: pd.DataFrame, classes: list[str], val_fraction: float, 
     """Return a table (index, split). Same inputs and seed -> same table."""
     idx = samples["index"].to_numpy()
     labels = samples["label"].to_numpy()
-    present = sorted({classes[c] for c in labels if c >= 0})
+    present = [classes[c] for c in np.unique(labels[labels >= 0])]
     if len(present) == 1:  # none at all is an unlabeled set, to predict only
         raise VistageError(f"split: the data has 1 labeled class(es) {present}: a classifier needs at least 2 "
                            "(check data.path and the class folders or label column)")
@@ -87,9 +87,9 @@ def split_table(samples: pd.DataFrame, classes: list[str], val_fraction: float, 
 def _check_classes_trained(split: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
     """A class with validation or test images but none to train on (predefined splits that do not
     match) could only ever be predicted wrong: stop and name it."""
-    trained = set(labels[split == "train"].tolist())
+    trained = labels[split == "train"]
     for name in ("val", "test"):
-        untrained = sorted(classes[c] for c in set(labels[split == name].tolist()) - trained)
+        untrained = sorted(classes[c] for c in np.setdiff1d(labels[split == name], trained))
         if untrained:
             raise VistageError(f"split: class {untrained[0]!r} has {name} images but no train images "
                                f"({len(untrained)} such class(es)); the source's predefined splits do not match")

@@ -37,10 +37,29 @@ class Store:
         return int(self.images.shape[1])
 
 
-def _bad_error(bad: list[tuple[str, str]]) -> VistageError:
+def bad_image_error(bad: list[tuple[str, str]], stage: str = "prepare",
+                    listed: str = "; prepare lists them in its data statistics") -> VistageError:
     first = "; ".join(f"{name} ({why})" for name, why in bad[:SHOWN_BAD])
-    return VistageError(f"prepare: {len(bad)} bad image(s): {first}{' ...' if len(bad) > SHOWN_BAD else ''} "
-                        f"(set data.on_bad_image: skip to leave them out; prepare lists them in its data statistics)")
+    return VistageError(f"{stage}: {len(bad)} bad image(s): {first}{' ...' if len(bad) > SHOWN_BAD else ''} "
+                        f"(set data.on_bad_image: skip to leave them out{listed})")
+
+
+def decode_into(images: np.ndarray, samples: list, reader, policy: str, workers: int, stage: str = "prepare"
+                ) -> tuple[np.ndarray, Counter, list[tuple[str, str]]]:
+    """Decode every sample into `images` (a memory-mapped N x size x size x 3 array), with a
+    progress bar: (which rows decoded, image sizes seen, bad files with the reason)."""
+    ok, sizes, bad = np.zeros(len(samples), dtype=bool), Counter(), []
+    columns = [TextColumn(f"{stage}: decoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("decode", total=len(samples))
+        for i, arr, seen, error in decode_all(reader.payloads(samples), images.shape[1], policy, workers,
+                                              lambda k: progress.advance(task, k)):
+            if error:
+                bad.append((samples[i].id, error))
+            else:
+                images[i], ok[i] = arr, True
+                sizes[seen] += 1
+    return ok, sizes, bad
 
 
 def write_store(out_dir: str | Path, source: SourceData, image_size: int, policy: str = "crop",
@@ -52,26 +71,15 @@ def write_store(out_dir: str | Path, source: SourceData, image_size: int, policy
     n = len(samples)
     bad = list(source.bad)
     if bad and on_bad_image == "error":
-        raise _bad_error(bad)  # refused while listing: stop before decoding anything
-    sizes: Counter = Counter()
-    ok = np.zeros(n, dtype=bool)
+        raise bad_image_error(bad)  # refused while listing: stop before decoding anything
     with atomic_dir(out_dir) as tmp:
         images = np.lib.format.open_memmap(tmp / "decoded.npy", mode="w+", dtype=np.uint8,
                                            shape=(n, image_size, image_size, 3))
-        columns = [TextColumn("prepare: decoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("decode", total=n)
-            payloads = source.reader.payloads(samples)
-            for i, arr, seen, error in decode_all(payloads, image_size, policy, workers or default_workers(),
-                                                  lambda k: progress.advance(task, k)):
-                if error:
-                    bad.append((samples[i].id, error))
-                else:
-                    images[i], ok[i] = arr, True
-                    sizes[seen] += 1
+        ok, sizes, decode_bad = decode_into(images, samples, source.reader, policy, workers or default_workers())
+        bad += decode_bad
         if bad and on_bad_image == "error":
             bad.sort(key=lambda b: b[0])
-            raise _bad_error(bad)
+            raise bad_image_error(bad)
         keep = np.flatnonzero(ok)
         if len(keep) == 0:
             raise VistageError(f"prepare: no usable images in {source.description}")
