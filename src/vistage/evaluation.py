@@ -7,7 +7,9 @@ scoring needs no torch. The .npz holds only numeric and string arrays (loaded wi
 allow_pickle=False).
 
 Scores come from scikit-learn: accuracy, top-5 accuracy (more than 5 classes), macro and
-weighted precision/recall/F1, cross-entropy (`log_loss` of the softmax probabilities, which it
+weighted precision/recall/F1 (over the classes present in the split: a class with no image there
+has no recall to average, and counting it as 0 would punish a small split for what it lacks),
+cross-entropy (`log_loss` of the softmax probabilities, which it
 clips to float64's eps: one image adds at most about 36), and the expected calibration error
 built on `calibration_curve`:
 
@@ -213,11 +215,12 @@ def classification_metrics(pred: Predictions) -> dict[str, int | float]:
     pred = _labeled(pred)
     y, p, probs = pred.labels, pred.predicted, pred.probabilities
     labels = np.arange(len(pred.classes))
+    present = np.unique(y)  # macro averages: the classes of the split (module docstring)
     scores: dict[str, float] = {"accuracy": accuracy_score(y, p)}
     if len(labels) > TOP_K:
         scores[f"top{TOP_K}_accuracy"] = top_k_accuracy_score(y, probs, k=TOP_K, labels=labels)
     for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=labels, average=average,
+        precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=present, average=average,
                                                                    zero_division=0)
         scores |= {f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1}
     scores["loss"] = log_loss(y, probs, labels=labels)
@@ -242,3 +245,16 @@ def confusion_rows(pred: Predictions) -> pd.DataFrame:
     """One row per image (actual, predicted): the data DVC's confusion template expects."""
     pred = _labeled(pred)
     return pd.DataFrame({"actual": pred.classes[pred.labels], "predicted": pred.classes[pred.predicted]})
+
+
+def confusion_pairs(pred: Predictions) -> pd.DataFrame:
+    """The confusion matrix as one row per (actual, predicted) pair that occurs, in class order:
+    count, and rate = count / images of the actual class (the row-normalised matrix). At most
+    min(images, classes^2) rows, so 200 classes plot where one row per image would not."""
+    pred = _labeled(pred)
+    k = len(pred.classes)
+    counts = np.bincount(pred.labels * k + pred.predicted, minlength=k * k).reshape(k, k)
+    actual, predicted = np.nonzero(counts)
+    count = counts[actual, predicted]
+    return pd.DataFrame({"actual": pred.classes[actual], "predicted": pred.classes[predicted], "count": count,
+                         "rate": (count / counts.sum(axis=1)[actual]).round(DIGITS)})
