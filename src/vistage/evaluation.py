@@ -147,22 +147,30 @@ def eval_rows(split: pd.DataFrame, split_path: Path) -> dict[str, np.ndarray]:
     return rows
 
 
-def predict_splits(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
-                   batch_size: int = 256) -> Predictions:
-    """Run the checkpoint once over every test and validation image."""
-    from .data.split import load_split
-    from .data.store import load_store
-    from .inference import TrainedModel
-    from .runtime import resolve_device
+def check_classes(checkpoint: Path, trained: list[str], store_dir: Path, data: list[str]) -> None:
+    """A checkpoint predicts its own classes: on data with other classes its numbers would mean
+    other things. One line naming the first difference."""
+    if trained == data:
+        return
+    first = next((k for k, (a, b) in enumerate(zip(trained, data)) if a != b), min(len(trained), len(data)))
 
-    store = load_store(store_dir)
-    trained = TrainedModel(checkpoint, resolve_device(device))
-    if trained.classes != store.classes:
-        raise VistageError(f"{checkpoint}: trained on classes {trained.classes[:5]}... but {store_dir} has "
-                           f"{store.classes[:5]}...; retrain")
+    def at(names: list[str]) -> str:
+        return repr(names[first]) if first < len(names) else "nothing"
+
+    raise VistageError(f"{checkpoint}: trained on {len(trained)} classes, but {store_dir} has {len(data)}; class "
+                       f"{first} is {at(trained)} in the checkpoint and {at(data)} in the data; retrain on this "
+                       "data (dvc repro) or predict with the checkpoint trained on it")
+
+
+def predict_splits(trained, store, split_path: Path, checkpoint: Path, store_dir: Path) -> Predictions:
+    """Run a TrainedModel once over every test and validation image of a loaded store."""
+    from .data.split import load_split
+    from .new_images import logits_with_progress
+
+    check_classes(checkpoint, trained.classes, store_dir, store.classes)
     logits, rows, splits = [], [], []
     for name, idx in eval_rows(load_split(split_path), split_path).items():
-        split_logits, split_rows = trained.logits(store.images, idx, batch_size)
+        split_logits, split_rows = logits_with_progress(trained, store.images, idx, f"{len(idx)} {name} images")
         logits.append(split_logits.numpy().astype(np.float32))
         rows.append(split_rows)
         splits += [name] * len(split_rows)
