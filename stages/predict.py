@@ -59,9 +59,12 @@ def predict(params: ParamsFile,
 def _predict_store(p, trained, checkpoint: Path, store: Path, split: Path, out: Path, logits: Path,
                    submission: Path | None, gradcam: Path | None, top_k: int) -> None:
     from vistage.data.store import load_store
+    from vistage.errors import VistageError
     from vistage.evaluation import predict_splits
     from vistage.io import atomic_path
 
+    if submission is not None and not Path(p.predict_input).exists():  # before any output is written
+        raise VistageError(f"predict_input: {p.predict_input} does not exist")
     data = load_store(store)
     pred = predict_splits(trained, data, split, checkpoint, store)
     headline = pred.of(pred.headline)
