@@ -30,7 +30,9 @@ def predict(params: ParamsFile,
                 help="the classes listed per new image (default: params predict_top_k)", min=1)] = None,
             ) -> None:
     """One row per test image (id, label, predicted class, confidence, correct; the validation
-    images when there is no test split), and the raw logits of the test and validation images.
+    images when there is no test split), and the raw logits of the test and validation images;
+    optionally the submission of the unlabeled images, Grad-CAM overlays of the most confident
+    test mistakes (and a few correct images), and the inference cost on this machine.
 
     With --input: one row per new image (id, predicted class, confidence, the top-k classes and
     their probabilities), decoded and resized as the checkpoint's store was."""
@@ -58,23 +60,32 @@ def predict(params: ParamsFile,
 
 def _predict_store(p, trained, checkpoint: Path, store: Path, split: Path, out: Path, logits: Path,
                    submission: Path | None, gradcam: Path | None, top_k: int) -> None:
+    """Everything that can fail on the user's input (predict_input, its images, gradcam_layer,
+    the classes) fails before the first output is written."""
     from vistage.data.store import load_store
     from vistage.errors import VistageError
     from vistage.evaluation import predict_splits
     from vistage.io import atomic_path
 
-    if submission is not None and not Path(p.predict_input).exists():  # before any output is written
+    if submission is not None and not Path(p.predict_input).exists():
         raise VistageError(f"predict_input: {p.predict_input} does not exist")
+    if gradcam is not None and p.gradcam_examples:
+        from vistage.gradcam import target_layer
+
+        target_layer(trained.model, p.gradcam_layer)
     data = load_store(store)
     pred = predict_splits(trained, data, split, checkpoint, store)
+    unlabeled, summary = _submission(p, trained, data, split, top_k) if submission is not None else (None, "")
     headline = pred.of(pred.headline)
     with atomic_path(out) as tmp:
         headline.table().to_csv(tmp, index=False)
     pred.save(logits)
     counts = ", ".join(f"{len(pred.of(name).index)} {name}" for name in pred.split_names)
     typer.echo(f"predict: {counts} images -> {out} ({pred.headline}), {logits}")
-    if submission is not None:
-        _write_submission(p, trained, data, split, submission, top_k)
+    if unlabeled is not None:
+        with atomic_path(submission) as tmp:
+            unlabeled.to_csv(tmp, index=False)
+        typer.echo(f"predict: {summary} -> {submission}")
     if gradcam is not None:
         from vistage.gradcam import write_gradcam
 
@@ -82,13 +93,13 @@ def _predict_store(p, trained, checkpoint: Path, store: Path, split: Path, out: 
         typer.echo(f"predict: {written} Grad-CAM overlays ({pred.headline}) -> {gradcam}")
 
 
-def _write_submission(p, trained, data, split: Path, submission: Path, top_k: int) -> None:
-    """The split's unlabeled rows (their store ids), then the images at predict_input (their paths)."""
+def _submission(p, trained, data, split: Path, top_k: int):
+    """The split's unlabeled rows (their store ids), then the images at predict_input (their
+    paths): (table, a summary for the log)."""
     import numpy as np
     import pandas as pd
 
     from vistage.data.split import load_split
-    from vistage.io import atomic_path
     from vistage.new_images import logits_with_progress, predict_new, top_k_table
 
     table = load_split(split)
@@ -97,11 +108,9 @@ def _write_submission(p, trained, data, split: Path, submission: Path, top_k: in
     from_split = top_k_table(data.samples["id"].to_numpy(str)[rows].tolist(), logits, trained.classes, top_k)
     new, bad = predict_new(trained, Path(p.predict_input), p.data.on_bad_image, p.data.csv_path_column, top_k,
                            option="predict_input", empty_ok=True)
-    with atomic_path(submission) as tmp:
-        pd.concat([from_split, new], ignore_index=True).to_csv(tmp, index=False)
     skipped = f", {len(bad)} bad files skipped (first: {bad[0][0]})" if bad else ""
-    typer.echo(f"predict: {len(from_split)} unlabeled images of the split, {len(new)} from {p.predict_input}"
-               f"{skipped} -> {submission}")
+    return (pd.concat([from_split, new], ignore_index=True),
+            f"{len(from_split)} unlabeled images of the split, {len(new)} from {p.predict_input}{skipped}")
 
 
 def _predict_new_images(p, trained, input: Path, out: Path, top_k: int) -> None:

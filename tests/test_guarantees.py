@@ -342,6 +342,12 @@ CASES = [
          make=_other_classes, args={"checkpoint": "bad/other.pt"}),
     Case("checkpoint-weights-only", "predict", ["bad/w.pt", "not a vistage checkpoint"],
          make=_weights(), args={"checkpoint": "bad/w.pt"}),
+    # new images and Grad-CAM settings given to predict
+    Case("predict-input-missing", "predict", ["predict_input", "bad/none", "does not exist"],
+         {"predict_input": "bad/none"}),
+    Case("predict-input-bad-image", "predict", ["predict: 1 bad image(s)", "x/broken.png"], {"predict_input": "bad/new"},
+         lambda p, b: _folder(b / "new", {"x/broken.png": b"not a png"})),
+    Case("predict-gradcam-layer", "predict", ["gradcam_layer", "'layer9'", "not a module"], {"gradcam_layer": "layer9"}),
     # pretrained weights files given to train
     Case("weights-missing", "train", ["pretrained", "bad/none.pt", "not found"], {"pretrained": "bad/none.pt"}),
     Case("weights-runs-code", "train", ["bad/evil.pt", "never runs code"], {"pretrained": "bad/evil.pt"},
@@ -468,7 +474,7 @@ def test_the_table_covers_every_category():
     for case in CASES:
         kinds[case.id.split("-")[0]] = kinds.get(case.id.split("-")[0], 0) + 1
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
-    assert {"params", "keyword", "folder", "tar", "zip", "csv", "cifar", "checkpoint", "weights"} <= set(kinds)
+    assert {"params", "keyword", "folder", "tar", "zip", "csv", "cifar", "checkpoint", "weights", "predict"} <= set(kinds)
 
 
 # -- kill -9 of train at five points, then the plain command resumes -----------------------------

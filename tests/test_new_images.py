@@ -145,3 +145,18 @@ def test_predict_input_that_does_not_exist_names_the_param(trained, digits_store
         predict(params, checkpoint, tmp_path / "p.csv", digits_store / "prepared", digits_store / "split.csv",
                 tmp_path / "l.npz", tmp_path / "s.csv")
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "p.csv").exists()
+
+
+def test_logits_in_chunks_keep_every_row_in_order():
+    from types import SimpleNamespace
+
+    import torch
+
+    from vistage.new_images import logits_with_progress
+
+    images = np.arange(10, dtype=np.float32).reshape(10, 1)
+    fake = SimpleNamespace(classes=["a"], logits=lambda imgs, idx: (torch.from_numpy(imgs[idx]), idx))
+    logits, rows = logits_with_progress(fake, images, np.array([9, 2, 5, 7, 1]), "test", chunk=2)  # 3 chunks
+    assert rows.tolist() == [9, 2, 5, 7, 1] and logits[:, 0].tolist() == [9, 2, 5, 7, 1]
+    empty, none = logits_with_progress(fake, images, np.zeros(0, dtype=np.int64), "test")
+    assert empty.shape == (0, 1) and len(none) == 0

@@ -33,13 +33,14 @@ def list_images(path: Path, path_column: str = "path", option: str = "--input"
 
 
 def logits_with_progress(trained, images: np.ndarray, index: np.ndarray, what: str, chunk: int = 2048):
-    """trained.logits over the rows `index`, a chunk at a time, with a progress bar: (logits, rows)."""
+    """trained.logits over the rows `index`, a chunk at a time, with a progress bar when there is
+    more than one chunk: (logits, rows)."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     outs, rows = [], []
     columns = [TextColumn(f"predict: {what}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, transient=True) as progress:
+    with Progress(*columns, transient=True, disable=len(index) <= chunk) as progress:
         task = progress.add_task(what, total=len(index))
         for start in range(0, len(index), chunk):
             logits, part = trained.logits(images, index[start:start + chunk])
