@@ -3,7 +3,7 @@ the trained model (vistage.cost.measure_cost: batch-1 latency p50/p95 after warm
 throughput, torch.inference_mode, fp32), to weigh them before training any (recipe R4 compared
 216 and 412 ms per image). Untrained weights: the cost does not depend on their values.
 
-    python bench/latency.py [simple_cnn:32 resnet18:224 tf_efficientnet_lite0:224] [--repeats 30]
+    python bench/latency.py [simple_cnn:32 resnet18:224 tf_efficientnet_lite0:224] [--repeats 30] [--threads 1]
 
 Each MODEL:SIZE is timed from a uint8 image of SIZE px. Prints one line per model and the
 1-minute load average before and after: numbers on a busy machine are pessimistic, and the
@@ -34,7 +34,12 @@ def main() -> None:
     parser.add_argument("models", nargs="*", default=["simple_cnn:32", "resnet18:224", "tf_efficientnet_lite0:224"])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 avoids the stalls of threads that wait on each "
+                             "other when other processes hold the cores")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     for spec in args.models:
         name, _, size = spec.partition(":")

@@ -104,7 +104,7 @@ class Params(_Strict):
                                                        "plus a quarter as many correct images (0: off)")
     gradcam_layer: str | None = Field(None, description="Grad-CAM target layer, a module path such as layer4 "
                                                         "(null: picked for the model)")
-    cost_repeats: int = Field(50, ge=1, description="timed batch-1 runs for the latency in metrics/cost.json")
+    cost_repeats: int = Field(30, ge=1, description="timed batch-1 runs for the latency in metrics/cost.json")
     data: DataParams = Field(default_factory=DataParams)
 
     def training_dict(self) -> dict[str, Any]:
