@@ -124,3 +124,9 @@ def test_cost_file_keys_and_types():
     channels_last = measure_cost(trained, "simple_cnn", batch_size=2, repeats=2, channels_last=True)
     assert channels_last["channels_last"] is True
     assert trained.model.features[0][0].weight.is_contiguous()  # the model is left as it was
+
+
+def test_more_examples_than_one_grad_cam_pass_takes(tmp_path):
+    images, pred = store_and_predictions(n=44)  # 22 mistakes
+    assert write_gradcam(as_trained("simple_cnn"), images, pred, tmp_path / "g", 18, None) == 18 + 4  # > CHUNK
+    assert len(list((tmp_path / "g").glob("*.png"))) == 22

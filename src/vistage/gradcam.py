@@ -22,6 +22,7 @@ from torch import nn
 from .errors import VistageError, closest
 
 DISPLAY_MIN = 160  # px: 8 or 32 px store images are too small to see
+CHUNK = 16  # images per Grad-CAM pass: bounds the memory of the kept activations and gradients
 INDEX = "index.csv"
 INDEX_COLUMNS = ["file", "id", "label", "predicted", "confidence", "kind"]
 
@@ -95,10 +96,14 @@ def overlays(trained, images: np.ndarray, classes: list[int], layer: nn.Module) 
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = trained.model.eval()
-    x = trained.normalize(torch.from_numpy(np.ascontiguousarray(images)).to(trained.device))
+    maps = []
     with GradCAM(model=model, target_layers=[layer], reshape_transform=tokens_to_grid) as cam:
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes])
-    side = x.shape[-1]
+        for start in range(0, len(images), CHUNK):  # activations and gradients of a chunk at a time
+            x = trained.normalize(torch.from_numpy(np.ascontiguousarray(images[start:start + CHUNK]))
+                                  .to(trained.device))
+            maps += list(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c))
+                                                      for c in classes[start:start + CHUNK]]))
+    side = maps[0].shape[-1] if maps else 0
     out = []
     for img, mask in zip(images, maps):
         shown = np.asarray(Image.fromarray(img).resize((side, side), Image.BILINEAR)) if img.shape[0] != side else img
