@@ -91,11 +91,15 @@ class Params(_Strict):
     max_steps_per_epoch: int = Field(0, ge=0, description="cap the batches per epoch (0: all; for smoke runs)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to train")
     devices: int = Field(1, ge=1, description="processes for DistributedDataParallel (torchrun); 1: no DDP")
+
+    # report
+    report_baseline_rev: str | None = Field(
+        "HEAD", description="git revision whose metrics the report compares with (empty: no comparison)")
     data: DataParams = Field(default_factory=DataParams)
 
     def training_dict(self) -> dict[str, Any]:
         """Every param that shapes a trained model (stored in checkpoints to detect stale resumes)."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude={"report_baseline_rev"})
 
 
 def _suggest_key(model: type[BaseModel], key: str) -> str:
