@@ -75,6 +75,21 @@ def test_report_without_the_optional_inputs(tmp_path):
     assert "Not measured (" in page and "No Grad-CAM examples (" in page
 
 
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("metrics/cost.json", "{not json", r"cost.json: not valid JSON \(line 1\)"),
+    ("metrics/confusion_pairs.csv", "actual,predicted\na,b\n", r"confusion_pairs.csv: no column count"),
+    ("reports/gradcam/index.csv", "file,id,label,predicted,confidence,kind\n../../x.png,1,a,b,0.5,mistake\n",
+     r"index.csv: file '../../x.png' is outside"),
+])
+def test_bad_inputs_are_one_line_errors_naming_the_file(tmp_path, name, content, message):
+    from vistage.errors import VistageError
+
+    inputs = write_report_inputs(tmp_path, n_classes=10, n_test=100)
+    (tmp_path / name).write_text(content)
+    with pytest.raises(VistageError, match=message):
+        build_report(Params(), inputs)
+
+
 def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
                    capture_output=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import VistageError
 from .io import atomic_dir, write_text
 from .params import Params
 from .reporting.baseline import better, committed_metrics
@@ -48,11 +49,23 @@ class ReportInputs:
 
 
 def _json(path: Path | None) -> dict:
-    return json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise VistageError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
 
 
-def _csv(path: Path, **kwargs) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, **kwargs)
+def _csv(path: Path, needed: tuple[str, ...] = (), **kwargs) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, keep_default_na=False, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise VistageError(f"{path}: not a readable CSV table: {str(exc).strip()}") from None
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise VistageError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(map(str, table.columns))})")
+    return table
 
 
 def _flatten(d: dict, prefix: str = "") -> list[list]:
@@ -147,7 +160,7 @@ def calibration_section(params: Params, inputs: ReportInputs) -> Section | None:
         return None
     if not inputs.calibration.is_file():
         return Section("Calibration", [Text(f"No reliability data ({inputs.calibration} not found).", note=True)])
-    bins = _csv(inputs.calibration)
+    bins = _csv(inputs.calibration, ("confidence", "accuracy"))
     ece = _splits(_json(inputs.metrics)).get("test", {}).get("ece")
     text = (f"Expected calibration error (test): {ece:.4f}. " if isinstance(ece, float) else "") + (
         "Each point is a bin of images by top-1 confidence: points below the diagonal are over-confident.")
@@ -163,9 +176,9 @@ def confusion_counts(inputs: ReportInputs) -> tuple[np.ndarray, list[str]] | Non
     """The confusion matrix [actual, predicted] and its class names, from the class-pair counts
     when there are some, else from the one-row-per-image table."""
     if inputs.confusion_pairs is not None and inputs.confusion_pairs.is_file():
-        pairs = _csv(inputs.confusion_pairs, dtype={"actual": str, "predicted": str})
+        pairs = _csv(inputs.confusion_pairs, ("actual", "predicted", "count"), dtype={"actual": str, "predicted": str})
     elif inputs.confusion.is_file():
-        rows = _csv(inputs.confusion, dtype=str)
+        rows = _csv(inputs.confusion, ("actual", "predicted"), dtype=str)
         pairs = rows.groupby(["actual", "predicted"]).size().rename("count").reset_index()
     else:
         return None
@@ -224,7 +237,8 @@ def _store_images(store: Path):
 def mistakes_section(params: Params, inputs: ReportInputs) -> Section | None:
     if not inputs.predictions.is_file():
         return None
-    predictions = _csv(inputs.predictions, dtype={"label": str, "predicted": str, "id": str})
+    predictions = _csv(inputs.predictions, ("index", "id", "label", "predicted", "confidence", "correct"),
+                       dtype={"label": str, "predicted": str, "id": str})
     labeled = predictions[predictions["label"] != ""]
     wrong = labeled[~labeled["correct"].astype(bool)]
     if wrong.empty:
@@ -238,8 +252,15 @@ def mistakes_section(params: Params, inputs: ReportInputs) -> Section | None:
 
 
 def _gradcam_cards(folder: Path, rows: pd.DataFrame) -> list[Card]:
-    return [Card((folder / r.file).read_bytes(), r.id, r.label, r.predicted, float(r.confidence))
-            for r in rows.itertuples() if (folder / r.file).is_file()]
+    """The listed images that exist; a path out of the folder is an error (nothing else gets inlined)."""
+    cards = []
+    for r in rows.itertuples():
+        path = (folder / r.file).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            raise VistageError(f"{folder / 'index.csv'}: file {r.file!r} is outside {folder}")
+        if path.is_file():
+            cards.append(Card(path.read_bytes(), r.id, r.label, r.predicted, float(r.confidence)))
+    return cards
 
 
 def gradcam_section(params: Params, inputs: ReportInputs) -> Section | None:
@@ -248,7 +269,8 @@ def gradcam_section(params: Params, inputs: ReportInputs) -> Section | None:
     index_path = inputs.gradcam / "index.csv"
     if not index_path.is_file():
         return Section("Grad-CAM", [Text(f"No Grad-CAM examples ({index_path} not found).", note=True)])
-    index = _csv(index_path, dtype={"id": str, "label": str, "predicted": str, "file": str, "kind": str})
+    index = _csv(index_path, ("file", "id", "label", "predicted", "confidence", "kind"),
+                 dtype={"id": str, "label": str, "predicted": str, "file": str, "kind": str})
     blocks = [Text("Where the model looked (Grad-CAM): red regions weigh most in the predicted class.",
                    note=True)]
     for kind, title in (("mistake", "Most confident mistakes:"), ("correct", "Correct predictions:")):
