@@ -163,7 +163,8 @@ def calibration_section(params: Params, inputs: ReportInputs) -> Section | None:
     bins = _csv(inputs.calibration, ("confidence", "accuracy"))
     ece = _splits(_json(inputs.metrics)).get("test", {}).get("ece")
     text = (f"Expected calibration error (test): {ece:.4f}. " if isinstance(ece, float) else "") + (
-        "Each point is a bin of images by top-1 confidence: points below the diagonal are over-confident.")
+        "Each point is a bin of images by top-1 confidence: below the diagonal the model is over-confident, "
+        "above it under-confident.")
     figure = Figure("reliability", "", svg=reliability_chart(bins["confidence"].tolist(), bins["accuracy"].tolist()))
     return Section("Calibration", [figure, Text(text, note=True)])
 
@@ -225,7 +226,7 @@ def per_class_section(params: Params, inputs: ReportInputs) -> Section | None:
     if "f1" in table:
         table = table.sort_values(["f1", "class"], kind="stable")
     rows = [list(r) for r in table.itertuples(index=False)]
-    note = Text("Worst F1 first; click a column header to sort by it.", note=True)
+    note = Text("Worst F1 first (on the HTML page, click a column header to sort by it).", note=True)
     return Section("Per class", [note, Table(list(table.columns), rows, sortable=True, long=len(rows) > LONG_TABLE)])
 
 

@@ -98,4 +98,6 @@ def fmt(value) -> str:
 
 def numeric(value) -> bool:
     """Whether a cell reads as a number (right-aligned): numbers, changes, and text such as "1,234"."""
+    if isinstance(value, bool):
+        return False
     return isinstance(value, (int, float, Change)) or bool(re.fullmatch(r"[-+]?[\d,]*\.?\d+(e[-+]?\d+)?", str(value)))

@@ -13,9 +13,15 @@ def _cell(value) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _align(rows: list[list], column: int) -> str:
+    """Numbers right, text left: as the column's first non-empty cell reads."""
+    first = next((row[column] for row in rows if row[column] != ""), "")
+    return "--:" if column and numeric(first) else ":--"
+
+
 def _rows(header: list, rows: list[list]) -> str:
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join("--:" if i and rows and numeric(rows[0][i]) else ":--" for i in range(len(header))) + "|"]
+             "|" + "|".join(_align(rows, i) for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -85,7 +91,16 @@ def _block(block, files: Files) -> str:
 
 
 def _section(section: Section, files: Files) -> str:
-    return "\n\n".join([f"## {section.title}"] + [_block(b, files) for b in section.blocks])
+    parts, previous = [f"## {section.title}"], None
+    for block in section.blocks:
+        text = _block(block, files)
+        side_by_side = all(isinstance(b, Figure) and not b.caption for b in (block, previous))
+        if side_by_side:  # charts without captions on one line: GitHub shows them in a row
+            parts[-1] += " " + text
+        else:
+            parts.append(text)
+        previous = block
+    return "\n\n".join(parts)
 
 
 def render_markdown(report: Report, folder: str) -> tuple[str, dict[str, bytes]]:
