@@ -126,7 +126,7 @@ def cost_section(params: Params, inputs: ReportInputs) -> Section | None:
             ["latency, batch of 1: 95th percentile (ms)", _number(cost.get("latency_ms_p95"), ".2f")],
             [f"throughput, batches of {cost.get('batch_size', '?')} (images/s)",
              _number(cost.get("throughput_img_s"), ",.1f")]]
-    note = Text("Measured on the device named, when evaluate ran: compare architectures on one machine.",
+    note = Text("Measured by the pipeline on the device named: compare architectures on one machine.",
                 note=True)
     return Section("Inference cost", [Table(["", "value"], rows), note])
 
