@@ -121,11 +121,13 @@ def cost_section(params: Params, inputs: ReportInputs) -> Section | None:
     if not cost:
         return Section("Inference cost", [Text(f"Not measured ({inputs.cost} not found).", note=True)])
     rows = [["device", cost.get("device", "")], ["model", cost.get("model", "")],
-            ["parameters", f"{cost['params_count']:,}" if "params_count" in cost else ""],
+            ["parameters", _number(cost.get("params_count"), ",")],
             ["latency, batch of 1: median (ms)", _number(cost.get("latency_ms_p50"), ".2f")],
             ["latency, batch of 1: 95th percentile (ms)", _number(cost.get("latency_ms_p95"), ".2f")],
             [f"throughput, batches of {cost.get('batch_size', '?')} (images/s)",
              _number(cost.get("throughput_img_s"), ",.1f")]]
+    shown = {"device", "model", "params_count", "latency_ms_p50", "latency_ms_p95", "batch_size", "throughput_img_s"}
+    rows += [[key, value] for key, value in cost.items() if key not in shown]  # how it was measured
     note = Text("Measured by the pipeline on the device named: compare architectures on one machine.",
                 note=True)
     return Section("Inference cost", [Table(["", "value"], rows), note])

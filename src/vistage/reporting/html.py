@@ -14,8 +14,8 @@ h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}nav{margin:.8em 0;font-size:1
 nav a{margin-right:.9em;color:#1f5fa0;text-decoration:none;white-space:nowrap}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:10px}
-.card{width:120px;font-size:11px;line-height:1.35;text-align:center;overflow-wrap:anywhere}
-.card img{width:112px;height:112px;image-rendering:pixelated;object-fit:contain}
+.card{width:fit-content;min-width:120px;max-width:240px;font-size:11px;line-height:1.35;text-align:center;
+overflow-wrap:anywhere}.card img{height:112px;width:auto;min-width:112px;image-rendering:pixelated;display:block;margin:auto}
 .cm td{min-width:2.2em}.charts{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start}
 .note{color:#666;font-size:13px}.better{color:#1a7f37}.worse{color:#c62828}
 .long{max-height:420px;overflow:auto;display:inline-block;border:1px solid #ddd;margin-bottom:1.5em}
@@ -81,7 +81,7 @@ def _figure(fig: Figure) -> str:
 
 
 def _card(card: Card) -> str:
-    img = f'<img alt="{_e(card.id)}" src="{png_uri(card.png)}"><br>' if card.png else ""
+    img = f'<img alt="{_e(card.id)}" src="{png_uri(card.png)}">' if card.png else ""
     return (f"<div class=card>{img}{_e(card.id)}<br>true <b>{_e(card.actual)}</b><br>"
             f"predicted <b>{_e(card.predicted)}</b><br>confidence {card.confidence:.2f}</div>")
 

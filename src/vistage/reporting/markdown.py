@@ -55,7 +55,7 @@ def _figure(fig: Figure, files: Files) -> str:
 
 
 def _card(card: Card, path: str | None) -> str:
-    img = f'<img src="{path}" width="72"><br>' if path else ""
+    img = f'<img src="{path}" height="72"><br>' if path else ""  # a height: Grad-CAM images are wide
     return _cell(f"{img}{card.id}<br>true **{card.actual}**<br>predicted **{card.predicted}**<br>"
                  f"confidence {card.confidence:.2f}")
 
