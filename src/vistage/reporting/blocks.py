@@ -48,6 +48,7 @@ class Card:
     actual: str
     predicted: str
     confidence: float
+    note: str = ""  # one more line under it (e.g. a VQA answer's score)
 
 
 @dataclass

@@ -83,7 +83,8 @@ def _figure(fig: Figure) -> str:
 def _card(card: Card) -> str:
     img = f'<img alt="{_e(card.id)}" src="{png_uri(card.png)}">' if card.png else ""
     return (f"<div class=card>{img}{_e(card.id)}<br>true <b>{_e(card.actual)}</b><br>"
-            f"predicted <b>{_e(card.predicted)}</b><br>confidence {card.confidence:.2f}</div>")
+            f"predicted <b>{_e(card.predicted)}</b><br>confidence {card.confidence:.2f}"
+            + (f"<br>{_e(card.note)}" if card.note else "") + "</div>")
 
 
 def _confusion_grid(grid: ConfusionGrid) -> str:

@@ -57,7 +57,7 @@ def _figure(fig: Figure, files: Files) -> str:
 def _card(card: Card, path: str | None) -> str:
     img = f'<img src="{path}" height="72"><br>' if path else ""  # a height: Grad-CAM images are wide
     return _cell(f"{img}{card.id}<br>true **{card.actual}**<br>predicted **{card.predicted}**<br>"
-                 f"confidence {card.confidence:.2f}")
+                 f"confidence {card.confidence:.2f}" + (f"<br>{card.note}" if card.note else ""))
 
 
 def _gallery(gallery: Gallery, files: Files) -> str:
