@@ -10,7 +10,6 @@ import typer
 from vistage.command import ParamsFile, run, single_command
 
 
-
 def report(params: ParamsFile,
            metrics: Annotated[Path, typer.Option(help="metrics of each split to read (JSON)")],
            live: Annotated[Path, typer.Option(help="DVCLive directory of training to read")],

@@ -79,7 +79,8 @@ def _flatten(d: dict, prefix: str = "") -> list[list]:
 
 
 def _splits(eval_metrics: dict) -> dict[str, dict]:
-    return {name: scores for name, scores in eval_metrics.items() if isinstance(scores, dict)}
+    """{split: {metric: value}}, nested metrics flattened ("per_answer_type.yes/no")."""
+    return {name: dict(_flatten(scores)) for name, scores in eval_metrics.items() if isinstance(scores, dict)}
 
 
 def metrics_section(params: Params, inputs: ReportInputs) -> Section:
