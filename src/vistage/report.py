@@ -131,7 +131,7 @@ def cost_section(params: Params, inputs: ReportInputs) -> Section | None:
     rows += [[key, value] for key, value in cost.items() if key not in shown]  # how it was measured
     note = Text("Measured by the pipeline on the device named: compare architectures on one machine.",
                 note=True)
-    return Section("Inference cost", [Table(["", "value"], rows), note])
+    return Section("Inference cost", [Table(["", "value"], rows, left=True), note])
 
 
 def training_section(params: Params, inputs: ReportInputs) -> Section:
@@ -287,7 +287,7 @@ def gradcam_section(params: Params, inputs: ReportInputs) -> Section | None:
 
 
 def params_section(params: Params, inputs: ReportInputs) -> Section:
-    return Section("Params", [Table(["param", "value"], _flatten(params.model_dump(mode="json")), long=True)])
+    return Section("Params", [Table(["param", "value"], _flatten(params.model_dump(mode="json")), long=True, left=True)])
 
 
 SectionBuilder = Callable[[Params, ReportInputs], Section | None]

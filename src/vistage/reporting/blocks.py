@@ -28,6 +28,7 @@ class Table:
     rows: list[list]  # the first column is a name (left-aligned); values are str, int, float or Change
     sortable: bool = False  # HTML: click a header to sort
     long: bool = False  # HTML: a scroll box with a fixed header; markdown: folded in <details>
+    left: bool = False  # every cell left-aligned (a list of settings of mixed kinds reads better so)
 
 
 @dataclass

@@ -61,7 +61,8 @@ def _cell(value, first: bool) -> str:
 
 def table_html(table: Table) -> str:
     head = "<thead><tr>" + "".join(f"<th class=l>{_e(h)}</th>" for h in table.header) + "</tr></thead>"
-    body = "".join("<tr>" + "".join(_cell(v, i == 0) for i, v in enumerate(row)) + "</tr>" for row in table.rows)
+    body = "".join("<tr>" + "".join(_cell(v, i == 0 or table.left) for i, v in enumerate(row)) + "</tr>"
+                   for row in table.rows)
     out = f'<table{" class=sortable" if table.sortable else ""}>{head}<tbody>{body}</tbody></table>'
     return f"<div class=long>{out}</div>" if table.long else out
 

@@ -19,15 +19,15 @@ def _align(rows: list[list], column: int) -> str:
     return "--:" if column and numeric(first) else ":--"
 
 
-def _rows(header: list, rows: list[list]) -> str:
+def _rows(header: list, rows: list[list], left: bool = False) -> str:
     lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join(_align(rows, i) for i in range(len(header))) + "|"]
+             "|" + "|".join(":--" if left else _align(rows, i) for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def _table(table: Table) -> str:
-    text = _rows(table.header, table.rows)
+    text = _rows(table.header, table.rows, table.left)
     if table.long:  # GitHub folds it; a blank line after <summary> lets the table render inside
         return f"<details><summary>{len(table.rows)} rows</summary>\n\n{text}\n\n</details>"
     return text
