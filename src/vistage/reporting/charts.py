@@ -60,8 +60,12 @@ def line_chart(title: str, series: Series, width: int = 350, height: int = 240, 
                      + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
         if markers and name not in dashed:
             parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"/>' for a, b in pts]
-        legend = f'x="{left + 5}"' if legend_left else f'x="{left + pw - 5}" text-anchor="end"'
-        parts.append(f'<text {legend} y="{top + 14 + 13 * i}" fill="{color}">{html.escape(name)}</text>')
+        if legend_left:  # inside the plot, top left
+            parts.append(f'<text x="{left + 5}" y="{top + 14 + 13 * i}" fill="{color}">{html.escape(name)}</text>')
+        else:  # on the title's line, right-aligned, clear of the lines
+            after = sum(len(n) * 6.5 + 12 for n in list(series)[i + 1:])
+            parts.append(f'<text x="{left + pw - after:.1f}" y="15" text-anchor="end" fill="{color}">'
+                         f'{html.escape(name)}</text>')
     return "".join(parts) + "</svg>"
 
 
