@@ -327,6 +327,15 @@ CASES = [
          _src("cifar"), lambda p, b: _folder(b / "in")),
     Case("cifar-not-an-archive", "prepare", ["bad/in.tar.gz", "not a readable CIFAR archive"],
          _src("cifar", "bad/in.tar.gz"), lambda p, b: (b / "in.tar.gz").write_bytes(b"\x1f\x8b broken")),
+    # inputs of the report (what evaluate and predict wrote, given broken)
+    Case("report-cost-not-json", "report", ["bad/cost.json", "not valid JSON", "line 1"],
+         make=lambda p, b: (b / "cost.json").write_text("{oops"), args={"cost": "bad/cost.json"}),
+    Case("report-pairs-no-count", "report", ["bad/pairs.csv", "no column count"],
+         make=lambda p, b: (b / "pairs.csv").write_text("actual,predicted\n1,2\n"), args={"confusion_pairs": "bad/pairs.csv"}),
+    Case("report-gradcam-outside", "report", ["bad/cam/index.csv", "'../../params.yaml'", "is outside"],
+         make=lambda p, b: ((b / "cam").mkdir(), (b / "cam" / "index.csv").write_text(
+             "file,id,label,predicted,confidence,kind\n../../params.yaml,1,a,b,0.5,mistake\n")),
+         args={"gradcam": "bad/cam"}),
     # checkpoints given to predict
     Case("checkpoint-runs-code", "predict", ["bad/evil.pt", "never runs code"], make=_evil_pickle,
          args={"checkpoint": "bad/evil.pt"}),

@@ -105,12 +105,16 @@ class Params(_Strict):
     gradcam_layer: str | None = Field(None, description="Grad-CAM target layer, a module path such as layer4 "
                                                         "(null: picked for the model)")
     cost_repeats: int = Field(30, ge=1, description="timed batch-1 runs for the latency in metrics/cost.json")
+
+    # the report (read by the report stage only; not part of training)
+    report_baseline_rev: str | None = Field(
+        "HEAD", description="git revision whose metrics the report compares with (empty: no comparison)")
     data: DataParams = Field(default_factory=DataParams)
 
     def training_dict(self) -> dict[str, Any]:
         """Every param that shapes a trained model (stored in checkpoints to detect stale resumes);
-        the prediction settings are not among them: changing one never restarts a training run."""
-        return self.model_dump(mode="json", exclude=set(PREDICTION_KEYS))
+        the prediction and report settings are not among them: changing one never restarts a training run."""
+        return self.model_dump(mode="json", exclude=set(PREDICTION_KEYS) | {"report_baseline_rev"})
 
 
 def _suggest_key(model: type[BaseModel], key: str) -> str:
