@@ -46,6 +46,22 @@ class DataParams(_Strict):
     split_seed: int = Field(0, description="seed of the split, separate from the training seed")
 
 
+class VqaParams(_Strict):
+    """Visual question answering (task: vqa): its data and its model."""
+
+    # data (vqa-pipe)
+    source: str = Field("easy-vqa", description="VQA data source keyword (`vistage list vqa-sources`)")
+    questions_file: str | None = Field(
+        None, description="csv/json: the questions file inside data.path (a folder or archive); "
+                          "null: data.path is the questions file itself, its images under data.root")
+    image_column: str = Field("image", description="csv: column of image paths")
+    question_column: str = Field("question", description="csv: column of questions")
+    answer_column: str | None = Field("answer", description="csv: column of answers (null: unanswered, to predict)")
+    answer_type_column: str | None = Field(None, description="csv: optional column of answer types")
+    top_answers: int = Field(1000, ge=1, description="answer vocabulary: the K most common train answers")
+    min_word_count: int = Field(1, ge=1, description="question vocabulary: words seen this often in train")
+
+
 class Params(_Strict):
     # reproducibility
     seed: int = Field(42, description="seed for python, numpy and torch")
@@ -93,6 +109,11 @@ class Params(_Strict):
     devices: int = Field(1, ge=1, description="processes for DistributedDataParallel (torchrun); 1: no DDP")
     data: DataParams = Field(default_factory=DataParams)
 
+    # task
+    task: Literal["classify", "vqa"] = Field("classify", description="classify images, or answer questions "
+                                                                     "about them (settings under vqa:)")
+    vqa: VqaParams = Field(default_factory=VqaParams)
+
     def training_dict(self) -> dict[str, Any]:
         """Every param that shapes a trained model (stored in checkpoints to detect stale resumes)."""
         return self.model_dump(mode="json")
@@ -134,8 +155,9 @@ KEYWORD_REGISTRIES = {
     "loss": ("vistage.losses", "LOSSES"),
     "augment": ("vistage.augment", "AUGMENTATIONS"),
     "data.source": ("vistage.data.sources", "SOURCES"),
+    "vqa.source": ("vistage.vqa.sources", "VQA_SOURCES"),
 }
-DATA_KEYWORDS = ("data.source",)
+DATA_KEYWORDS = ("data.source", "vqa.source")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
