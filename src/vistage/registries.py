@@ -9,6 +9,7 @@ from .data.sources import SOURCES
 from .losses import LOSSES
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULERS
+from .vqa.sources import VQA_SOURCES
 
 # keyword in `vistage list KIND` -> registry
 ALL = {
@@ -18,4 +19,5 @@ ALL = {
     "losses": LOSSES,
     "augmentations": AUGMENTATIONS,
     "sources": SOURCES,
+    "vqa-sources": VQA_SOURCES,
 }

@@ -16,7 +16,7 @@ csv and json read their questions file from inside a folder or archive (`data.pa
 as the questions file with the images in `data.root` (a folder or archive).
 """
 
-import json
+import json as jsonlib  # `json` is a source keyword here
 import posixpath
 import tarfile
 import zipfile
@@ -198,13 +198,13 @@ def _entry(i: int, entry, where: str) -> tuple[Question | None, str]:
     return Question(qid, image.strip(), text.strip(), answers, kind, answerable, where=where), ""
 
 
-@VQA_SOURCES.register("json", help="VizWiz / VQA-v2 JSON: [{image, question, answers: [{answer, ...}], "
-                                   "answer_type, answerable}]")
-def json_entries(dp, vp) -> VqaSourceData:
+@VQA_SOURCES.register(help="VizWiz / VQA-v2 JSON: [{image, question, answers: [{answer, ...}], answer_type, "
+                           "answerable}]")
+def json(dp, vp) -> VqaSourceData:
     name, raw, images_at, base = questions_file(dp, vp, ".json")
     try:
-        entries = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        entries = jsonlib.loads(raw)
+    except (jsonlib.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VistageError(f"{name}: not valid JSON ({exc})") from None
     if not isinstance(entries, list):
         raise VistageError(f"{name}: expected a list of question entries, got {type(entries).__name__}")
