@@ -1,0 +1,140 @@
+"""task: vqa in the training engine: the hooks training.py calls where classification and VQA
+differ (the data, the model and loss, the batches, validation, what the checkpoint adds).
+
+Everything else is the classification engine unchanged: optimizers, schedules, precision, EMA,
+checkpoints and resume, DDP. Rows are questions: the split's train and val rows index
+`questions.csv`; a batch is the images of its questions (one read of the store), the encoded
+question rows, and soft targets over the answer vocabulary.
+
+The answer vocabulary (`vqa.top_answers` most common train answers) and the question encoding
+(its vocabulary from the train questions only) are built here from the train split and saved in
+every checkpoint (`checkpoint_state`), so predict encodes and decodes exactly as training did.
+A soft target is the VQA score each vocabulary answer would get (answers.AnswerVocab.soft_target:
+the official leave-one-out score; one-hot for single-answer sets), so the accuracy of a
+prediction is its target's value: training and validation accuracy are the VQA accuracy.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import VistageError
+from .answers import AnswerVocab
+from .data import answer_lists, load_questions
+
+BATCHED = ("flip", "crop", "random_erasing")  # the augmentations that work on a batch on the device
+
+
+def _sparse_targets(vocab: AnswerVocab, answers: list[list[str] | None]) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for a in answers:
+        target = vocab.soft_target(a) if a else {}
+        out.append((np.fromiter(target.keys(), np.int64, len(target)),
+                    np.fromiter(target.values(), np.float32, len(target))))
+    return out
+
+
+class VqaTask:
+    """The questions of the store and split, their encoding and targets, and the hooks."""
+
+    def __init__(self, params, questions: pd.DataFrame, train_idx: np.ndarray,
+                 vocab: AnswerVocab | None = None, encoding=None):
+        from .model import QuestionEncoding
+
+        self.questions = questions
+        self.image_of = questions["image"].to_numpy(np.int64)
+        answers = answer_lists(questions)
+        self.vocab = vocab or AnswerVocab.build([answers[i] for i in train_idx], params.vqa.top_answers)
+        texts = questions["question"].tolist()
+        self.encoding = encoding or QuestionEncoding.fit(params, [texts[i] for i in train_idx])
+        self.encoded = self.encoding.encode(texts)  # every question once: dim 0 is the question row
+        self.targets = _sparse_targets(self.vocab, answers)
+
+    # -- data --------------------------------------------------------------------------------
+    def image_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The store rows (images) of question rows, each once."""
+        return np.unique(self.image_of[rows])
+
+    def target(self, rows: np.ndarray) -> torch.Tensor:
+        dense = torch.zeros(len(rows), len(self.vocab))
+        for k, r in enumerate(rows):
+            ids, scores = self.targets[r]
+            dense[k, ids] = torch.from_numpy(scores)
+        return dense
+
+    def inputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        index = torch.from_numpy(np.array(rows, dtype=np.int64))
+        return {name: t[index] for name, t in self.encoded.items()}
+
+    def batches(self, images: np.ndarray, batches: list[np.ndarray]
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray, dict]]:
+        """(uint8 NHWC images, soft targets [B, answers], question rows, encoded questions)."""
+        for rows in batches:
+            x = torch.from_numpy(np.ascontiguousarray(images[self.image_of[rows]]))
+            yield x, self.target(rows), rows, self.inputs(rows)
+
+    # -- model -------------------------------------------------------------------------------
+    def build(self, params) -> tuple[nn.Module, nn.Module]:
+        from .losses import vqa_loss
+        from .model import create_vqa_model
+
+        return create_vqa_model(params, self.encoding, len(self.vocab)), vqa_loss(params)
+
+    @staticmethod
+    def check_augment(params) -> None:
+        """Per-sample augmentations read store rows (images, not questions), and mixing blends
+        two images under one question: only the batched ones fit VQA."""
+        refused = [name for name in params.augment if name not in BATCHED]
+        if refused:
+            raise VistageError(f"params.yaml: augment: {refused[0]!r} does not work with task: vqa (the batched "
+                               f"ones do: {', '.join(BATCHED)})")
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, loss_fn, images: np.ndarray, rows: np.ndarray, normalize,
+                 batch_size: int, device: torch.device) -> dict[str, float]:
+        """val/loss and val/acc (the VQA accuracy) over the question rows `rows`."""
+        model.eval()
+        loss_sum, score = 0.0, 0.0
+        chunks = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+        for x, target, part, inputs in self.batches(images, chunks):
+            logits = self.forward(model, normalize(x.to(device)), inputs, device).float().cpu()
+            loss_sum += loss_fn(logits, target).item() * len(part)
+            score += hits(logits, target)
+        return {"val/loss": loss_sum / len(rows), "val/acc": score / len(rows)}
+
+    @staticmethod
+    def forward(model: nn.Module, x: torch.Tensor, inputs: dict, device: torch.device) -> torch.Tensor:
+        return model(x, **{k: v.to(device, non_blocking=True) for k, v in inputs.items()})
+
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint adds for VQA: the answer vocabulary and the question encoding."""
+        return {"answers": self.vocab.to_dict(), "questions": self.encoding.state()}
+
+
+def hits(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Summed accuracy of the top answers: a class index per row (classification), or the soft
+    target's value at the top answer (VQA: the VQA score of that answer)."""
+    top = logits.argmax(1)
+    if target.ndim == 1:
+        return float((top == target).sum().item())
+    return float(target.gather(1, top[:, None]).sum().item())
+
+
+def load_task(params, store_dir: Path, split: pd.DataFrame, split_path: Path) -> tuple["VqaTask", np.ndarray,
+                                                                                        np.ndarray]:
+    """The task and its train and val question rows."""
+    questions = load_questions(store_dir)
+    if len(split) != len(questions):
+        raise VistageError(f"{split_path}: {len(split)} rows but the store has {len(questions)} questions; "
+                           "rerun split")
+    train_idx = split.loc[split["split"] == "train", "index"].to_numpy()
+    val_idx = split.loc[split["split"] == "val", "index"].to_numpy()
+    if len(train_idx) == 0:
+        raise VistageError(f"{split_path}: no training questions")
+    if (questions["label"].to_numpy()[train_idx] < 0).any():
+        raise VistageError(f"{split_path}: unanswered questions in the train split")
+    return VqaTask(params, questions, train_idx), train_idx, val_idx
