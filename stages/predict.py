@@ -19,14 +19,22 @@ def predict(params: ParamsFile,
             input: Annotated[Path | None, typer.Option(help="instead: new images to predict (a folder or archive "
                                                             "of images, or a CSV of paths)")] = None,
             top_k: Annotated[int, typer.Option(help="with --input: the classes listed per image", min=1)] = 5,
+            submission: Annotated[Path | None, typer.Option(help="submission JSON to write: [{image, answer}] of "
+                                                                 "the headline split (VizWiz's format; task: vqa: "
+                                                                 "the unanswered questions when there are any)")]
+            = None,
             ) -> None:
     """One row per test image (id, label, predicted class, confidence, correct; the validation
     images when there is no test split), and the raw logits of the test and validation images.
 
     With --input: one row per new image (id, predicted class, confidence, the top-k classes and
-    their probabilities), decoded and resized as the checkpoint's store was."""
+    their probabilities), decoded and resized as the checkpoint's store was.
+
+    task: vqa: one row per test question (and per unanswered question): its answer, confidence,
+    the expected answer and its VQA score; the submission JSON; what evaluate scores."""
     from vistage.io import atomic_path
     from vistage.params import load_params
+    from vistage.vqa.predict import predict_questions, write_outputs  # either task: one set of dvc.yaml deps
 
     p = load_params(params, keywords=())
     if input is not None:
@@ -36,12 +44,21 @@ def predict(params: ParamsFile,
         from vistage.errors import VistageError
 
         raise VistageError(f"predict: {', '.join(missing)} needed (or --input PATH to predict new images)")
+    if p.task == "vqa":
+        pred = predict_questions(checkpoint, store, split, p.device)
+        pred.save(logits)
+        return typer.echo(f"predict: {write_outputs(pred, out, submission)}, {logits}")
     from vistage.evaluation import predict_splits
 
     pred = predict_splits(checkpoint, store, split, p.device)
     headline = pred.of(pred.headline)
     with atomic_path(out) as tmp:
         headline.table().to_csv(tmp, index=False)
+    if submission is not None:
+        from vistage.io import write_json
+
+        answers = headline.classes[headline.predicted]
+        write_json(submission, [{"image": i, "answer": a} for i, a in zip(headline.ids.tolist(), answers.tolist())])
     pred.save(logits)
     counts = ", ".join(f"{len(pred.of(name).index)} {name}" for name in pred.split_names)
     typer.echo(f"predict: {counts} images -> {out} ({pred.headline}), {logits}")

@@ -99,3 +99,47 @@ def test_per_sample_and_mixing_augmentations_are_refused_for_vqa(vqa_store, tmp_
     for augment in (["flip", "mixup"], ["color_jitter"]):
         with pytest.raises(VistageError, match=f"augment: '{augment[-1]}' does not work with task: vqa"):
             train(vqa_params(vqa_store / "raw", augment=augment), paths)
+
+
+@pytest.fixture(scope="module")
+def trained(vqa_store, tmp_path_factory):
+    """A VQA checkpoint on the generated store, and the params file it was trained with."""
+    from vistage.training import TrainPaths, train
+
+    out = tmp_path_factory.mktemp("trained")
+    p = vqa_params(vqa_store / "raw", epochs=2)
+    (out / "params.yaml").write_text(yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False))
+    train(p, TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", out / "models", out / "live"))
+    return out
+
+
+def test_predict_evaluate_report_for_vqa(vqa_store, trained, tmp_path):
+    import pandas as pd
+
+    from stages.evaluate import evaluate
+    from stages.predict import predict
+    from stages.report import report
+
+    params, out = trained / "params.yaml", tmp_path
+    predict(params, trained / "models" / "best.pt", out / "predictions.csv", vqa_store / "prepared",
+            vqa_store / "split.csv", out / "logits.npz", submission=out / "submission.json")
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(table.columns[:8]) == ["qid", "split", "image", "question", "answer", "confidence", "expected",
+                                       "score"]
+    assert set(table["split"]) == {"test"} and table["expected"].isin(["red", "green", "blue", "yes", "no"]).all()
+    submission = json.loads((out / "submission.json").read_text())
+    assert len(submission) == len(table) and set(submission[0]) == {"image", "answer"}
+    assert submission[0]["image"] == table["image"][0]
+    evaluate(out / "logits.npz", out / "eval.json", out / "per_class.csv", out / "confusion.csv",
+             out / "calibration.csv")
+    metrics = json.loads((out / "eval.json").read_text())
+    assert set(metrics) == {"test", "val"}
+    test = metrics["test"]
+    assert test["questions"] == len(table)
+    assert test["vqa_accuracy"] == pytest.approx(table["score"].mean(), abs=1e-4)
+    assert set(test["per_answer_type"]) == {"other", "yes/no"} and test["answerability"]["accuracy"] == 1.0
+    report(params, out / "eval.json", trained / "live", out / "per_class.csv", out / "confusion.csv",
+           out / "predictions.csv", vqa_store / "prepared", out / "index.html")
+    page = (out / "index.html").read_text()
+    assert "VQA accuracy per answer type" in page and "yes/no" in page
+    assert "Wrong answers" in page and ("most confident" in page or "All " in page)

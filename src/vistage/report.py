@@ -160,6 +160,10 @@ def _split_table(eval_metrics: dict) -> str:
 
 
 def build_report(params: Params, inputs: ReportInputs) -> str:
+    if params.task == "vqa":  # the VQA page: vqa/report.py
+        from .vqa.report import build_vqa_report
+
+        return build_vqa_report(params, inputs)
     eval_metrics, train_metrics = _json(inputs.metrics), _json(inputs.live / "metrics.json")
     sections = [f"<h1>vistage report</h1><p class=sub>model <b>{html.escape(params.model)}</b> on "
                 f"<b>{html.escape(params.data.source)}</b>, {params.epochs} epochs</p>"]
