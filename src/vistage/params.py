@@ -46,6 +46,24 @@ class DataParams(_Strict):
     split_seed: int = Field(0, description="seed of the split, separate from the training seed")
 
 
+class VqaParams(_Strict):
+    """task: vqa. Question encoding, fusion and head; the image encoder is `model` as in classification."""
+
+    # model (vqa-model)
+    question_encoder: str = Field("bow", description="question encoder keyword (`vistage list question_encoders`)")
+    question_finetune: bool = Field(False, description="minilm: fine-tune it (at lr * backbone_lr_scale) or keep "
+                                                       "it frozen (embeddings computed once)")
+    fusion: str = Field("mul", description="fusion keyword (`vistage list fusions`)")
+    hidden: int = Field(512, ge=1, description="size of the fused vectors and of the head's hidden layer")
+    embed_dim: int = Field(300, ge=1, description="word vector size (bow: its output; bilstm: per direction)")
+    question_layers: int = Field(1, ge=1, description="bilstm and transformer layers")
+    dropout: float = Field(0.3, ge=0, lt=1, description="dropout in the fusion and head (and between layers)")
+    loss: str = Field("soft_bce", description="vqa loss keyword: soft_bce or cross_entropy")
+    max_question_length: int = Field(30, ge=1, description="question tokens kept (the first ones)")
+    min_word_count: int = Field(1, ge=1, description="word encoders: train-split count for a word to get its own "
+                                                     "vector (rarer: <unk>)")
+
+
 class Params(_Strict):
     # reproducibility
     seed: int = Field(42, description="seed for python, numpy and torch")
@@ -92,6 +110,7 @@ class Params(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to train")
     devices: int = Field(1, ge=1, description="processes for DistributedDataParallel (torchrun); 1: no DDP")
     data: DataParams = Field(default_factory=DataParams)
+    vqa: VqaParams = Field(default_factory=VqaParams)
 
     def training_dict(self) -> dict[str, Any]:
         """Every param that shapes a trained model (stored in checkpoints to detect stale resumes)."""
@@ -134,6 +153,9 @@ KEYWORD_REGISTRIES = {
     "loss": ("vistage.losses", "LOSSES"),
     "augment": ("vistage.augment", "AUGMENTATIONS"),
     "data.source": ("vistage.data.sources", "SOURCES"),
+    "vqa.question_encoder": ("vistage.vqa.model", "QUESTION_ENCODERS"),
+    "vqa.fusion": ("vistage.vqa.model", "FUSIONS"),
+    "vqa.loss": ("vistage.vqa.losses", "VQA_LOSSES"),
 }
 DATA_KEYWORDS = ("data.source",)
 
