@@ -27,7 +27,7 @@ def list_keywords(kind: Annotated[str | None, typer.Argument(help="one registry 
         return
     # accept the singular and the params key too: model, data.source, augment
     aliases = {r.kind: n for n, r in ALL.items()} | {"data.source": "sources", "augment": "augmentations",
-                                                  "vqa.source": "vqa-sources"}
+                                                  "vqa.source": "vqa_sources"}
     kind = aliases.get(kind, kind)
     if kind not in ALL:
         raise choice_error("kind", kind, ALL, where="vistage list")

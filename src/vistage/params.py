@@ -47,10 +47,24 @@ class DataParams(_Strict):
 
 
 class VqaParams(_Strict):
-    """Visual question answering (task: vqa): its data and its model."""
+    """task: vqa. Question encoding, fusion and head; the image encoder is `model` as in classification."""
+
+    # model (vqa-model)
+    question_encoder: str = Field("bow", description="question encoder keyword (`vistage list question_encoders`)")
+    question_finetune: bool = Field(False, description="minilm: fine-tune it (at lr * backbone_lr_scale) or keep "
+                                                       "it frozen (embeddings computed once)")
+    fusion: str = Field("mul", description="fusion keyword (`vistage list fusions`)")
+    hidden: int = Field(512, ge=1, description="size of the fused vectors and of the head's hidden layer")
+    embed_dim: int = Field(300, ge=1, description="word vector size (bow: its output; bilstm: per direction)")
+    question_layers: int = Field(1, ge=1, description="bilstm and transformer layers")
+    dropout: float = Field(0.3, ge=0, lt=1, description="dropout in the fusion and head (and between layers)")
+    loss: str = Field("soft_bce", description="vqa loss keyword: soft_bce or cross_entropy")
+    max_question_length: int = Field(30, ge=1, description="question tokens kept (the first ones)")
+    min_word_count: int = Field(1, ge=1, description="word encoders: train-split count for a word to get its own "
+                                                     "vector (rarer: <unk>)")
 
     # data (vqa-pipe)
-    source: str = Field("easy-vqa", description="VQA data source keyword (`vistage list vqa-sources`)")
+    source: str = Field("easy-vqa", description="VQA data source keyword (`vistage list vqa_sources`)")
     questions_file: str | None = Field(
         None, description="csv/json: the questions file inside data.path (a folder or archive); "
                           "null: data.path is the questions file itself, its images under data.root")
@@ -59,7 +73,6 @@ class VqaParams(_Strict):
     answer_column: str | None = Field("answer", description="csv: column of answers (null: unanswered, to predict)")
     answer_type_column: str | None = Field(None, description="csv: optional column of answer types")
     top_answers: int = Field(1000, ge=1, description="answer vocabulary: the K most common train answers")
-    min_word_count: int = Field(1, ge=1, description="question vocabulary: words seen this often in train")
 
 
 class Params(_Strict):
@@ -156,6 +169,9 @@ KEYWORD_REGISTRIES = {
     "augment": ("vistage.augment", "AUGMENTATIONS"),
     "data.source": ("vistage.data.sources", "SOURCES"),
     "vqa.source": ("vistage.vqa.sources", "VQA_SOURCES"),
+    "vqa.question_encoder": ("vistage.vqa.model", "QUESTION_ENCODERS"),
+    "vqa.fusion": ("vistage.vqa.model", "FUSIONS"),
+    "vqa.loss": ("vistage.vqa.losses", "VQA_LOSSES"),
 }
 DATA_KEYWORDS = ("data.source", "vqa.source")
 
