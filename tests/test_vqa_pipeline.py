@@ -143,3 +143,121 @@ def test_predict_evaluate_report_for_vqa(vqa_store, trained, tmp_path):
     page = (out / "index.html").read_text()
     assert "VQA accuracy per answer type" in page and "yes/no" in page
     assert "Wrong answers" in page and ("most confident" in page or "All " in page)
+
+
+# -- resume after kill -9 ---------------------------------------------------------------------
+
+VQA_KILL = {"epochs": 3, "max_steps_per_epoch": 4}
+
+
+def _vqa_train_dir(vqa_store, dest: Path) -> tuple[Path, list[str]]:
+    (dest / "data").mkdir(parents=True)
+    os.symlink(vqa_store / "prepared", dest / "data" / "prepared")
+    os.symlink(vqa_store / "split.csv", dest / "data" / "split.csv")
+    p = vqa_params(vqa_store / "raw", **VQA_KILL)
+    (dest / "params.yaml").write_text(yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False))
+    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--params", "params.yaml", "--store", "data/prepared",
+           "--split", "data/split.csv", "--models", "models", "--live", "metrics/train"]
+    return dest, cmd
+
+
+def _final(work: Path) -> dict:
+    metrics = json.loads((work / "metrics/train/metrics.json").read_text())
+    metrics.pop("throughput")
+    curves = {str(p.relative_to(work)): p.read_text() for p in sorted((work / "metrics/train/plots").rglob("*.tsv"))
+              if "throughput" not in p.name}
+    return {"metrics.json": metrics, **curves}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, last_epoch", [("after:last.pt@1", 1), ("validate:2", 1)])
+def test_kill_9_of_a_vqa_train_then_the_rerun_resumes_to_the_same_result(vqa_store, tmp_path, point, last_epoch):
+    from vistage.checkpoint import load_checkpoint
+
+    from .test_guarantees import KILLER
+
+    reference, cmd = _vqa_train_dir(vqa_store, tmp_path / "reference")
+    subprocess.run(cmd, cwd=reference, env=run_env(), check=True, capture_output=True, timeout=600)
+    work, cmd = _vqa_train_dir(vqa_store, tmp_path / "killed")
+    killed = subprocess.run([sys.executable, "-c", KILLER, point, *cmd[1:]], cwd=work, env=run_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert load_checkpoint(work / "models" / "last.pt")["epoch"] == last_epoch
+    resumed = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from models/last.pt at epoch {last_epoch + 1}/3" in resumed.stdout + resumed.stderr
+    assert _final(work) == _final(reference)
+    assert load_checkpoint(work / "models" / "best.pt")["vqa"] == load_checkpoint(reference / "models" / "best.pt")["vqa"]
+
+
+# -- end to end through dvc --------------------------------------------------------------------
+
+def easy_vqa_slice(folder: Path, images_per_part: dict[str, int]) -> Path:
+    """A few hundred easy-VQA questions as a VizWiz-style JSON beside their images."""
+    import shutil
+
+    import easy_vqa
+
+    (folder / "images").mkdir(parents=True)
+    entries = []
+    for part, n in images_per_part.items():
+        texts, answers, image_ids = getattr(easy_vqa, f"get_{part}_questions")()
+        paths = getattr(easy_vqa, f"get_{part}_image_paths")()
+        for text, answer, image_id in zip(texts, answers, image_ids):
+            if image_id < n:
+                name = f"{part}-{image_id}.png"
+                shutil.copy(paths[image_id], folder / "images" / name)
+                entries.append({"image": name, "question": text, "answers": [{"answer": answer}]})
+    (folder / "qa.json").write_text(json.dumps(entries))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_dvc_exp_run_task_vqa_on_a_slice_of_easy_vqa(tmp_path):
+    from .conftest import copy_project, run
+
+    project = copy_project(tmp_path / "project")
+    data = easy_vqa_slice(tmp_path / "easy-vqa-slice", {"train": 30, "test": 10})
+    sets = {"task": "vqa", "vqa.source": "json", "data.path": str(data / "qa.json"), "data.root": str(data / "images"),
+            "data.image_size": 16, "epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "augment": "[]",
+            "vqa.hidden": 32, "vqa.embed_dim": 16}
+    exp = run(["dvc", "exp", "run", *[a for k, v in sets.items() for a in ("-S", f"{k}={v}")]], project)
+    assert [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")] == \
+        ["prepare", "split", "train", "predict", "evaluate", "report"]
+    questions = len(json.loads((data / "qa.json").read_text()))
+    assert json.loads((project / "metrics/data.json").read_text())["questions"] == questions
+    split = json.loads((project / "metrics/split.json").read_text())
+    assert sum(split[s]["images"] for s in ("train", "val", "test")) == 40
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    assert 0 <= metrics["test"]["vqa_accuracy"] <= 1 and metrics["test"]["accuracy"] == metrics["test"]["vqa_accuracy"]
+    submission = json.loads((project / "reports/submission.json").read_text())
+    assert len(submission) == metrics["test"]["questions"] and set(submission[0]) == {"image", "answer"}
+    assert "Wrong answers" in (project / "reports/index.html").read_text()
+    shown = run(["dvc", "metrics", "show", "--json"], project).stdout
+    assert "vqa_accuracy" in shown
+    assert not json.loads(run(["dvc", "status", "--json"], project).stdout)  # everything up to date
+
+
+def test_batches_by_image_keep_each_images_questions_together_and_encode_each_image_once(vqa_store):
+    import torch
+
+    from vistage.data.store import load_store
+    from vistage.vqa.data import load_questions
+    from vistage.vqa.task import VqaTask
+
+    p = vqa_params(vqa_store / "raw", batch_size=8, vqa={"batch_by_image": True})
+    questions = load_questions(vqa_store / "prepared")
+    rows = np.arange(len(questions))
+    task = VqaTask(p, questions, rows)
+    batches = task.epoch_batches(rows, p, torch.Generator().manual_seed(0), True, 0, 1)
+    assert sorted(np.concatenate(batches).tolist()) == rows.tolist()  # every question once (120 = 15 x 8)
+    split_images = sum(len(set(task.image_of[b])) for b in batches) - len(set(task.image_of))
+    assert split_images == 0  # two questions an image, 8 a batch: no image spans two batches
+    images = load_store(vqa_store / "prepared").images
+    x, target, got, inputs = next(task.batches(images, batches[:1]))
+    assert len(x) == 4 and target.shape == (8, len(task.vocab)) and (got == batches[0]).all()
+    assert (np.asarray(images)[task.image_of[got]] == x[inputs["image_index"]].numpy()).all()
+    plain = task.epoch_batches(rows, vqa_params(vqa_store / "raw", batch_size=8), torch.Generator().manual_seed(0),
+                               True, 0, 1)
+    assert sum(len(set(task.image_of[b])) for b in plain) > len(set(task.image_of))  # random questions

@@ -341,8 +341,12 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
     """One pass over this process's share of the epoch's batches: the training loss and accuracy
     (summed over all processes) and the images per second."""
     train_mode(c.model, wrapped.frozen)
-    batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
-                            c.dist.world, params.max_steps_per_epoch)
+    if data.task is not None:  # VQA: optionally grouped by image
+        batches = data.task.epoch_batches(data.train_idx, params, c.shuffle_gen, c.drop_last, c.dist.rank,
+                                          c.dist.world)
+    else:
+        batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
+                                c.dist.world, params.max_steps_per_epoch)
     if data.task is not None:  # VQA: images, soft targets, question rows, encoded questions
         loader = data.task.batches(data.store.images, batches)
     elif c.per_sample is None:

@@ -72,10 +72,29 @@ class VqaTask:
 
     def batches(self, images: np.ndarray, batches: list[np.ndarray]
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray, dict]]:
-        """(uint8 NHWC images, soft targets [B, answers], question rows, encoded questions)."""
+        """(uint8 NHWC images, soft targets [B, answers], question rows, encoded questions). Each
+        image of a batch comes once; `image_index` in the encoded questions says which is whose,
+        so an image asked several questions is encoded once."""
         for rows in batches:
-            x = torch.from_numpy(np.ascontiguousarray(images[self.image_of[rows]]))
-            yield x, self.target(rows), rows, self.inputs(rows)
+            unique, image_index = np.unique(self.image_of[rows], return_inverse=True)
+            x = torch.from_numpy(np.ascontiguousarray(images[unique]))
+            yield x, self.target(rows), rows, {**self.inputs(rows), "image_index": torch.from_numpy(image_index)}
+
+    def epoch_batches(self, rows: np.ndarray, params, generator: torch.Generator, drop_last: bool, rank: int,
+                      world: int) -> list[np.ndarray]:
+        """One epoch's batches of question rows (batches.epoch_batches). With vqa.batch_by_image the
+        images are shuffled and their questions kept together, so a batch holds a few whole images."""
+        from ..batches import epoch_batches
+
+        if not params.vqa.batch_by_image:
+            return epoch_batches(rows, params.batch_size, generator, drop_last, rank, world,
+                                 params.max_steps_per_epoch)
+        images = np.unique(self.image_of[rows])
+        place = np.zeros(self.image_of.max() + 1, dtype=np.int64)
+        place[images[torch.randperm(len(images), generator=generator).numpy()]] = np.arange(len(images))
+        grouped = rows[np.argsort(place[self.image_of[rows]], kind="stable")]
+        return epoch_batches(grouped, params.batch_size, generator, drop_last, rank, world,
+                             params.max_steps_per_epoch, shuffle=False)
 
     # -- model -------------------------------------------------------------------------------
     def build(self, params) -> tuple[nn.Module, nn.Module]:
