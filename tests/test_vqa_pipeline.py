@@ -220,7 +220,7 @@ def test_dvc_exp_run_task_vqa_on_a_slice_of_easy_vqa(tmp_path):
     project = copy_project(tmp_path / "project")
     data = easy_vqa_slice(tmp_path / "easy-vqa-slice", {"train": 30, "test": 10})
     sets = {"task": "vqa", "vqa.source": "json", "data.path": str(data / "qa.json"), "data.root": str(data / "images"),
-            "data.image_size": 16, "epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "augment": "[]",
+            "data.image_size": 16, "epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "augment": "[flip]",
             "vqa.hidden": 32, "vqa.embed_dim": 16}
     exp = run(["dvc", "exp", "run", *[a for k, v in sets.items() for a in ("-S", f"{k}={v}")]], project)
     assert [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")] == \
@@ -261,3 +261,36 @@ def test_batches_by_image_keep_each_images_questions_together_and_encode_each_im
     plain = task.epoch_batches(rows, vqa_params(vqa_store / "raw", batch_size=8), torch.Generator().manual_seed(0),
                                True, 0, 1)
     assert sum(len(set(task.image_of[b])) for b in plain) > len(set(task.image_of))  # random questions
+
+
+def _vqa_recipes() -> list[str]:
+    from vistage.recipes import load_recipe, recipe_names
+
+    return [n for n in recipe_names(ROOT / "recipes") if load_recipe(n, ROOT / "recipes").get("task") == "vqa"]
+
+
+VQA_DATA_KEYS = {"source", "questions_file", "image_column", "question_column", "answer_column", "answer_type_column"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _vqa_recipes())
+def test_each_vqa_recipe_trains_a_few_batches_into_a_usable_model(name, vqa_store, tmp_path):
+    """A task: vqa recipe's training params (its data aside) on the generated store: 2 epochs of 2
+    batches; the checkpoint predicts."""
+    from vistage.recipes import load_recipe
+    from vistage.training import TrainPaths, train
+    from vistage.vqa.predict import predict_questions
+
+    overrides = {k: v for k, v in load_recipe(name, ROOT / "recipes").items() if k != "data"}
+    overrides["vqa"] = {k: v for k, v in overrides.get("vqa", {}).items() if k not in VQA_DATA_KEYS}
+    smoke = {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 2, "num_workers": 0}
+    if overrides.get("freeze_epochs"):
+        smoke["freeze_epochs"] = 1
+    if overrides.get("input_size"):
+        smoke["input_size"] = 32
+    p = vqa_params(vqa_store / "raw", **merged(overrides, smoke))
+    paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
+    result = train(p, paths)
+    assert np.isfinite(result["train/loss"]) and result["epochs_trained"] == 2
+    pred = predict_questions(paths.models / "best.pt", paths.store, paths.split, "cpu")
+    assert len(pred.answers) == len(pred.index) > 0
