@@ -203,11 +203,12 @@ def easy_vqa_slice(folder: Path, images_per_part: dict[str, int]) -> Path:
     for part, n in images_per_part.items():
         texts, answers, image_ids = getattr(easy_vqa, f"get_{part}_questions")()
         paths = getattr(easy_vqa, f"get_{part}_image_paths")()
-        for text, answer, image_id in zip(texts, answers, image_ids):
-            if image_id < n:
+        for k, (text, answer, image_id) in enumerate(zip(texts, answers, image_ids)):
+            if image_id < n:  # several questions an image: each needs its own question_id
                 name = f"{part}-{image_id}.png"
                 shutil.copy(paths[image_id], folder / "images" / name)
-                entries.append({"image": name, "question": text, "answers": [{"answer": answer}]})
+                entries.append({"image": name, "question": text, "question_id": f"{part}-{k}",
+                                "answers": [{"answer": answer}]})
     (folder / "qa.json").write_text(json.dumps(entries))
     return folder
 
