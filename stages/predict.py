@@ -23,6 +23,9 @@ def predict(params: ParamsFile,
                                                                  "the headline split (VizWiz's format; task: vqa: "
                                                                  "the unanswered questions when there are any)")]
             = None,
+            images: Annotated[Path | None, typer.Option(help="task: vqa with --input QUESTIONS.json/.csv: the folder "
+                                                             "or archive of their images (default: the file's "
+                                                             "folder)")] = None,
             ) -> None:
     """One row per test image (id, label, predicted class, confidence, correct; the validation
     images when there is no test split), and the raw logits of the test and validation images.
@@ -31,12 +34,16 @@ def predict(params: ParamsFile,
     their probabilities), decoded and resized as the checkpoint's store was.
 
     task: vqa: one row per test question (and per unanswered question): its answer, confidence,
-    the expected answer and its VQA score; the submission JSON; what evaluate scores."""
+    the expected answer and its VQA score; the submission JSON; what evaluate scores. With --input
+    QUESTIONS.json (VizWiz's test file, no answers needed) or .csv and --images: those questions."""
     from vistage.io import atomic_path
     from vistage.params import load_params
-    from vistage.vqa.predict import predict_questions, write_outputs  # either task: one set of dvc.yaml deps
+    from vistage.vqa.predict import predict_new_questions, predict_questions, write_outputs  # both tasks: one deps set
 
     p = load_params(params, keywords=())
+    if input is not None and p.task == "vqa":
+        pred = predict_new_questions(checkpoint, input, images, p)
+        return typer.echo(f"predict: {write_outputs(pred, out, submission)}")
     if input is not None:
         return _predict_new_images(p, checkpoint, input, out, top_k)
     missing = [f"--{name}" for name, value in (("store", store), ("split", split), ("logits", logits)) if value is None]

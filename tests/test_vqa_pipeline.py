@@ -295,3 +295,28 @@ def test_each_vqa_recipe_trains_a_few_batches_into_a_usable_model(name, vqa_stor
     assert np.isfinite(result["train/loss"]) and result["epochs_trained"] == 2
     pred = predict_questions(paths.models / "best.pt", paths.store, paths.split, "cpu")
     assert len(pred.answers) == len(pred.index) > 0
+
+
+def test_predict_input_takes_a_test_json_without_answers(trained, tmp_path):
+    from stages.predict import predict
+    from vistage.errors import VistageError
+
+    test = tmp_path / "test"
+    (test / "pics").mkdir(parents=True)
+    entries = []
+    for i, color in enumerate(["red", "blue", "green"]):
+        (test / "pics" / f"VizWiz_test_{i}.png").write_bytes(_png(COLORS[color]))
+        entries.append({"image": f"VizWiz_test_{i}.png", "question": "What colour is it?"})
+    entries.append({"image": "VizWiz_test_9.png", "question": "What colour is it?"})  # no such image
+    (test / "test.json").write_text(json.dumps(entries))
+    args = dict(params=trained / "params.yaml", checkpoint=trained / "models" / "best.pt", out=tmp_path / "p.csv",
+                input=test / "test.json", images=test / "pics", submission=tmp_path / "submission.json")
+    with pytest.raises(VistageError, match=r"1 bad image\(s\): .*test.json entry 3 \(image 'VizWiz_test_9.png' not"):
+        predict(**args)
+    entries.pop()
+    (test / "test.json").write_text(json.dumps(entries))
+    predict(**args)
+    submission = json.loads((tmp_path / "submission.json").read_text())
+    assert [e["image"] for e in submission] == [f"VizWiz_test_{i}.png" for i in range(3)]
+    table = __import__("pandas").read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert (table["split"] == "unlabeled").all() and (table["expected"] == "").all()

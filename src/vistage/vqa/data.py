@@ -1,9 +1,10 @@
 """The VQA store and split: the images decoded once (data/store.py's store, one row per image),
 plus `questions.csv`, one row per question, naming its image's store row.
 
-    questions.csv   index, qid, image (store row), image_id, question, answers (JSON list, "" when
-                    unanswered), answer_type, answerable (1, 0 or "" when not given),
-                    split (predefined by the source), label (0 answered, -1 unanswered), group
+    questions.csv   index, qid, image (store row), image_id, image_name (as the source wrote it),
+                    question, answers (JSON list, "" when unanswered), answer_type, answerable (1, 0
+                    or "" when not given), split (predefined by the source), label (0 answered, -1
+                    unanswered), group
 
 The split assigns questions, grouped by image (data/split.py's grouping): every question about
 one image lands in the same split, so no image is seen in training and scored in test.
@@ -30,6 +31,7 @@ def questions_frame(questions: list[Question], row_of: dict[str, int], split_of:
         "qid": [q.qid for q in questions],
         "image": rows,
         "image_id": [q.image for q in questions],
+        "image_name": [q.name or q.image for q in questions],  # as the source wrote it (submissions)
         "question": [q.question for q in questions],
         "answers": ["" if q.answers is None else json.dumps(q.answers) for q in questions],
         "answer_type": [q.answer_type for q in questions],
@@ -77,7 +79,8 @@ def load_questions(store_dir: str | Path) -> pd.DataFrame:
     path = Path(store_dir) / QUESTIONS
     if not path.is_file():
         raise VistageError(f"{path}: missing; this store holds no questions (run prepare with task: vqa)")
-    return pd.read_csv(path, keep_default_na=False, dtype={"qid": str, "image_id": str, "question": str,
+    return pd.read_csv(path, keep_default_na=False, dtype={"qid": str, "image_id": str, "image_name": str,
+                                                           "question": str,
                                                            "answers": str, "answer_type": str,
                                                            "answerable": str, "split": str, "group": str})
 

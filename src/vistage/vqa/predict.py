@@ -77,7 +77,7 @@ def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, devic
     part = questions.iloc[rows]
     answers = np.array(vocab.answers, dtype=object)[np.concatenate(top)]
     return VqaPredictions(wanted["split"].to_numpy(str), rows, part["qid"].to_numpy(str),
-                          part["image_id"].to_numpy(str), part["image"].to_numpy(np.int64),
+                          part["image_name"].to_numpy(str), part["image"].to_numpy(np.int64),
                           part["question"].to_numpy(str), part["answers"].to_numpy(str),
                           part["answer_type"].to_numpy(str), part["answerable"].to_numpy(str),
                           answers.astype(str), np.concatenate(confidence).astype(np.float32))
@@ -104,3 +104,36 @@ def prediction_table(pred: VqaPredictions) -> pd.DataFrame:
     return pd.DataFrame({"qid": pred.qids, "split": pred.splits, "image": pred.image_ids, "question": pred.questions,
                          "answer": pred.answers, "confidence": pred.confidence.round(5), "expected": expected,
                          "score": np.round(score, 4), "answer_type": pred.answer_types, "image_index": pred.image_rows})
+
+
+def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path | None, p) -> VqaPredictions:
+    """predict --input: questions from a JSON (VizWiz's test file: no answers needed) or CSV file,
+    their images in `images` (a folder or archive; default: the file's folder), decoded as the
+    checkpoint's store was (its size, data.resize) into a temporary store, then predicted. Bad
+    entries and images follow data.on_bad_image."""
+    import tempfile
+
+    import pandas as pd
+
+    from .data import load_questions, write_vqa_store
+    from .sources import load_vqa_source
+
+    if not questions_file.is_file() or questions_file.suffix.lower() not in (".json", ".csv"):
+        raise VistageError(f"--input: {questions_file} is not a .json or .csv questions file")
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or "vqa" not in state:
+        raise VistageError(f"{checkpoint}: not a task: vqa checkpoint (no answer vocabulary in it)")
+    trained_data = state["params"].get("data", {})
+    dp = p.data.model_copy(update={"path": str(questions_file), "root": str(images or questions_file.parent),
+                                   "image_size": int(state["image_size"]),
+                                   "resize": trained_data.get("resize", p.data.resize)})
+    vp = p.vqa.model_copy(update={"source": questions_file.suffix.lower()[1:], "questions_file": None})
+    source = load_vqa_source(dp, vp)
+    with tempfile.TemporaryDirectory(prefix="vistage-predict-") as tmp:
+        store = Path(tmp) / "store"
+        write_vqa_store(store, source, dp)
+        questions = load_questions(store)
+        split = pd.DataFrame({"index": questions["index"],
+                              "split": ["unlabeled" if a == "" else "test" for a in questions["answers"]]})
+        split.to_csv(Path(tmp) / "split.csv", index=False)
+        return predict_questions(checkpoint, store, Path(tmp) / "split.csv", p.device)

@@ -41,6 +41,7 @@ class Question:
     answerable: int | None = None  # VizWiz: 1 answerable, 0 not; None: not given
     split: str | None = None  # predefined by the source (easy-VQA's train/test parts)
     where: str = ""  # where it sits in the source (file and row or entry), for error lines
+    name: str = ""  # the image as the source names it (`image` becomes the store's sample id)
 
 
 @dataclass
@@ -130,7 +131,7 @@ def image_samples(images_at: Path, base: str, questions: list[Question], bad: li
     for q in questions:  # in the source's order
         rel = posixpath.normpath(posixpath.join(base, q.image))
         if rel in found:
-            q.image = rel
+            q.name, q.image = q.image, rel
             kept.append(q)
         else:
             bad.append((q.where or q.qid, f"image {q.image!r} not found in {images_at}"))
