@@ -22,6 +22,8 @@ from ..errors import VistageError
 from .sources import Question, VqaSourceData
 
 QUESTIONS = "questions.csv"
+COLUMNS = ("index", "qid", "image", "image_id", "image_name", "question", "answers", "answer_type", "answerable",
+           "split", "label", "group")
 
 
 def questions_frame(questions: list[Question], row_of: dict[str, int], split_of: dict[str, str]) -> pd.DataFrame:
@@ -79,10 +81,12 @@ def load_questions(store_dir: str | Path) -> pd.DataFrame:
     path = Path(store_dir) / QUESTIONS
     if not path.is_file():
         raise VistageError(f"{path}: missing; this store holds no questions (run prepare with task: vqa)")
-    return pd.read_csv(path, keep_default_na=False, dtype={"qid": str, "image_id": str, "image_name": str,
-                                                           "question": str,
-                                                           "answers": str, "answer_type": str,
-                                                           "answerable": str, "split": str, "group": str})
+    text = ("qid", "image_id", "image_name", "question", "answers", "answer_type", "answerable", "split", "group")
+    table = pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(text, str))
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise VistageError(f"{path}: no column {missing[0]!r}: written by another vistage version; rerun prepare")
+    return table
 
 
 def answer_lists(frame: pd.DataFrame) -> list[list[str] | None]:
