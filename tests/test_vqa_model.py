@@ -178,3 +178,25 @@ def test_cross_entropy_takes_the_best_answer_and_skips_unanswerable_rows():
     targets = torch.tensor([[0.3, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.6, 0.3]])
     expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([1, 2]))
     assert torch.allclose(vqa_loss(vqa_params(loss="cross_entropy"))(logits, targets), expected)
+
+
+def test_backbone_features_once_equal_the_model_on_images():
+    from vistage.batches import Normalizer
+    from vistage.vqa.features import cacheable, image_features
+
+    params = vqa_params()
+    images, questions, _ = tiny_vqa(3)
+    encoding = QuestionEncoding.fit(params, questions)
+    model = create_vqa_model(params, encoding, len(ANSWERS)).train()
+    pixels = torch.randint(0, 256, (6, 8, 8, 3), dtype=torch.uint8)
+    normalize = Normalizer((0.5,) * 3, (0.25,) * 3, torch.device("cpu"))
+    features = image_features(model, pixels.numpy(), normalize, batch_size=4)  # numpy, as a store holds them
+    assert model.training and features.shape == (6, model.image_dim)  # computed in eval mode, mode restored
+    encoded = encoding.encode(questions)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(features, **encoded), model(normalize(pixels), **encoded), atol=1e-5)
+    assert not cacheable(params)  # the default trains the backbone
+    assert cacheable(params.model_copy(update={"freeze": "backbone", "augment": []}))
+    assert not cacheable(params.model_copy(update={"freeze": "backbone", "augment": ["flip"]}))
+    assert not cacheable(params.model_copy(update={"freeze": "backbone", "freeze_epochs": 2, "augment": []}))
