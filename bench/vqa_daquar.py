@@ -42,7 +42,8 @@ from vistage.params import Params  # noqa: E402
 from vistage.vqa.answers import AnswerVocab, normalize_answer  # noqa: E402
 from vistage.vqa.features import backbone_features  # noqa: E402
 from vistage.vqa.losses import vqa_loss  # noqa: E402
-from vistage.vqa.model import FUSIONS, QUESTION_ENCODERS, QuestionEncoding, VqaModel, image_encoder  # noqa: E402
+from vistage.vqa.model import (FUSIONS, QUESTION_ENCODERS, QuestionEncoding, RegionPool, VqaModel,  # noqa: E402
+                               image_encoder)
 
 DAQUAR = ROOT.parent / "shared" / "datasets" / "daquar-train.tar"
 
@@ -89,20 +90,6 @@ def image_folds(image_names: list[str], k: int, seed: int) -> list[np.ndarray]:
 
 # -- image features: the frozen pretrained backbone, once per image -------------------------------------
 
-class GridPool(nn.Module):
-    """The backbone's feature map averaged over a g x g grid of regions and over the whole image,
-    concatenated: where things are, for DAQUAR's "on the left side of ..." questions."""
-
-    def __init__(self, backbone: nn.Module, grid: int):
-        super().__init__()
-        self.backbone, self.grid = backbone, grid
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fmap = self.backbone.forward_features(x)
-        regions = nn.functional.adaptive_avg_pool2d(fmap, self.grid).flatten(1)
-        return torch.cat([fmap.mean((2, 3)), regions], dim=1)
-
-
 class ClassProbs(nn.Module):
     """The backbone's ImageNet class probabilities (1000): which objects it sees, in words it knows."""
 
@@ -134,6 +121,10 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
         cached = cache / f"daquar-{name}.pt" if cache else None
         if cached and cached.is_file():
             out[name] = torch.load(cached, weights_only=True)
+            if name == "grid" and out[name].ndim == 2:  # an earlier run's flat layout: global, then C x 2 x 2
+                flat = out[name]
+                regions = flat[:, 1280:].view(len(flat), 1280, 4).transpose(1, 2)
+                out[name] = torch.cat([flat[:, None, :1280], regions], dim=1)
             continue
         started = time.perf_counter()
         if name.startswith("p"):
@@ -142,8 +133,8 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
             pixels = np.stack([to_store_array(im, FEATURE_SIZES[name][0], "pad") for im in images])
         else:
             pixels = as_uint8(images, *FEATURE_SIZES[name])
-        if name == "grid":
-            module = GridPool(backbone, 2)
+        if name == "grid":  # the whole image and 2x2 regions: what vqa.image_grid: 2 gives the model
+            module = RegionPool(backbone, 2)
         elif name == "cls":
             module = ClassProbs(build_model("tf_efficientnet_lite0", 1000, pretrained=True))
         else:
@@ -183,11 +174,11 @@ def first_words_prior(questions: list[str], answers: list[str], train: np.ndarra
 
 # -- heads -------------------------------------------------------------------------------------------
 
-def build_head(params: Params, encoding: QuestionEncoding, image_dim: int, n_answers: int) -> VqaModel:
+def build_head(params: Params, encoding: QuestionEncoding, image_dim: int, regions: int, n_answers: int) -> VqaModel:
     """The modules create_vqa_model builds, on precomputed image features (no backbone to run)."""
     v = params.vqa
     question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
-    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout)
+    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions)
     return VqaModel(nn.Identity(), image_dim, question, fusion, v.hidden, v.dropout, n_answers)
 
 
@@ -195,7 +186,8 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, feats:
                targets: torch.Tensor, train: np.ndarray, seed: int) -> tuple[VqaModel, float]:
     """AdamW + OneCycle over the training questions, as the train stage would with these params."""
     torch.manual_seed(seed)
-    model = build_head(params, encoding, feats.shape[1], targets.shape[1])
+    regions = feats.shape[1] if feats.ndim == 3 else 1
+    model = build_head(params, encoding, feats.shape[-1], regions, targets.shape[1])
     loss_fn = vqa_loss(params)
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
@@ -287,7 +279,7 @@ def main() -> None:
                     help="image feature sets; several: each is tried, then '+' joins them (first encoder/fusion)")
     ap.add_argument("--join", action="store_true", help="also train on all --features concatenated")
     ap.add_argument("--encoders", nargs="+", default=["bow", "bilstm", "transformer", "minilm"])
-    ap.add_argument("--fusions", nargs="+", default=["concat", "mul"])
+    ap.add_argument("--fusions", nargs="+", default=["concat", "mul"], help="attention: use --features grid")
     ap.add_argument("--losses", nargs="+", default=["cross_entropy"], choices=["cross_entropy", "soft_bce"])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -299,6 +291,7 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.5)
     ap.add_argument("--min-word-count", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=1000, help="answer vocabulary size")
+    ap.add_argument("--no-question-only", action="store_true", help="skip the question-only head")
     ap.add_argument("--feature-batch", type=int, default=16)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/vqa-daquar-features"),
                     help="folder keeping the image features between runs ('' : none)")
@@ -333,7 +326,7 @@ def main() -> None:
     feature_sets = compute_features([images[n] for n in names], args.features, args.feature_batch,
                                     CACHE)
     if args.join and len(args.features) > 1:
-        feature_sets["+".join(args.features)] = torch.cat([feature_sets[n] for n in args.features], dim=1)
+        feature_sets["+".join(args.features)] = torch.cat([feature_sets[n].flatten(1) for n in args.features], dim=1)
     first = (args.encoders[0], args.fusions[0], args.losses[0])
     runs = [(f, *first) for f in feature_sets] if len(feature_sets) > 1 else []
     best_features = list(feature_sets)[-1]
@@ -341,7 +334,8 @@ def main() -> None:
     done = set()
     # question only: the image features zeroed, same head (concat, so the question path stands alone)
     zero = {"none": torch.zeros(len(names), 1)}
-    for feat, encoder, fusion, loss in [("none", first[0], "concat", first[2])] + runs:
+    blind_head = [] if args.no_question_only else [("none", first[0], "concat", first[2])]
+    for feat, encoder, fusion, loss in blind_head + runs:
         if (feat, encoder, fusion, loss) in done:
             continue
         done.add((feat, encoder, fusion, loss))

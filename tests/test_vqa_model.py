@@ -71,7 +71,7 @@ def train_steps(params: Params, steps: int = 20, lr: float = 3e-3, backbone_lr_s
     return before, full_loss()
 
 
-@pytest.mark.parametrize("fusion", ["concat", "mul"])
+@pytest.mark.parametrize("fusion", ["concat", "mul", "attention"])
 @pytest.mark.parametrize("encoder", ["bow", "bilstm", "transformer"])
 def test_each_word_encoder_and_fusion_learns(encoder, fusion):
     before, after = train_steps(vqa_params(encoder, fusion))
@@ -134,7 +134,7 @@ def test_unknown_keyword_lists_the_valid_ones(key, registry):
     assert f"vqa.{key}: 'lstm' is not valid" in str(exc.value)
     assert ", ".join(registry.names()) in str(exc.value) and "\n" not in str(exc.value)
     if key == "fusion":
-        with pytest.raises(VistageError, match="valid: concat, mul"):
+        with pytest.raises(VistageError, match="valid: attention, concat, mul"):
             create_vqa_model(params, QuestionEncoding.fit(params, ["a"]), 3)
 
 
@@ -165,6 +165,22 @@ def test_timm_backbone_gives_its_pooled_features():
     params = vqa_params().model_copy(update={"model": "resnet18"})
     model = create_vqa_model(params, QuestionEncoding.fit(params, ["a"]), 3)
     assert model.image_dim == 512 and model.image_features(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+
+
+@pytest.mark.parametrize("fusion", ["attention", "concat"])
+def test_image_grid_gives_region_vectors_to_the_fusion(fusion):
+    params = vqa_params(fusion=fusion, image_grid=2).model_copy(update={"model": "resnet18"})
+    encoding = QuestionEncoding.fit(params, ["is it red?"])
+    model = create_vqa_model(params, encoding, 3).eval()
+    images = torch.randn(2, 3, 64, 64)
+    regions = model.image_features(images)
+    assert regions.shape == (2, 5, 512)  # the whole image, then 2 x 2 regions
+    assert torch.allclose(regions[:, 0], regions[:, 1:].mean(1), atol=1e-5)  # the whole is the mean of the four
+    encoded = encoding.encode(["is it red?", "is it blue?"])
+    with torch.no_grad():
+        assert torch.allclose(model(images, **encoded), model(regions, **encoded), atol=1e-5)
+    with pytest.raises(VistageError, match="image_grid"):
+        create_vqa_model(vqa_params(image_grid=2), encoding, 3)  # simple_cnn: no feature map
 
 
 def test_soft_bce_is_the_mean_bce_times_the_answers():

@@ -16,7 +16,7 @@ from torch import nn
 @torch.inference_mode()
 def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: int = 64,
                       device: torch.device | str = "cpu") -> torch.Tensor:
-    """backbone(normalize(batch)) for every image, in order: float32 [N, D] on the CPU.
+    """backbone(normalize(batch)) for every image, in order: float32 [N, D] (or [N, R, D]) on the CPU.
 
     `images_uint8`: (N, H, W, 3) uint8, numpy (a memory-mapped store works: read a batch at a time)
     or torch; `normalize`: uint8 NHWC batch on the device -> the float NCHW the backbone takes
@@ -31,7 +31,7 @@ def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: 
             batch = images_uint8[start:start + batch_size]
             batch = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
             out = backbone(normalize(batch.to(device, non_blocking=True)))
-            chunks.append(out.float().flatten(1).cpu())
+            chunks.append(out.float().cpu())  # [B, D], or [B, R, D] region vectors (vqa.image_grid)
         if not chunks:
             return torch.zeros(0, 0)
         return torch.cat(chunks)
