@@ -71,7 +71,7 @@ def train_steps(params: Params, steps: int = 20, lr: float = 3e-3, backbone_lr_s
     return before, full_loss()
 
 
-@pytest.mark.parametrize("fusion", ["concat", "mul"])
+@pytest.mark.parametrize("fusion", ["concat", "mul", "attention"])
 @pytest.mark.parametrize("encoder", ["bow", "bilstm", "transformer"])
 def test_each_word_encoder_and_fusion_learns(encoder, fusion):
     before, after = train_steps(vqa_params(encoder, fusion))
@@ -134,7 +134,7 @@ def test_unknown_keyword_lists_the_valid_ones(key, registry):
     assert f"vqa.{key}: 'lstm' is not valid" in str(exc.value)
     assert ", ".join(registry.names()) in str(exc.value) and "\n" not in str(exc.value)
     if key == "fusion":
-        with pytest.raises(VistageError, match="valid: concat, mul"):
+        with pytest.raises(VistageError, match="valid: attention, concat, mul"):
             create_vqa_model(params, QuestionEncoding.fit(params, ["a"]), 3)
 
 
@@ -167,6 +167,22 @@ def test_timm_backbone_gives_its_pooled_features():
     assert model.image_dim == 512 and model.image_features(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
 
 
+@pytest.mark.parametrize("fusion", ["attention", "concat"])
+def test_image_grid_gives_region_vectors_to_the_fusion(fusion):
+    params = vqa_params(fusion=fusion, image_grid=2).model_copy(update={"model": "resnet18"})
+    encoding = QuestionEncoding.fit(params, ["is it red?"])
+    model = create_vqa_model(params, encoding, 3).eval()
+    images = torch.randn(2, 3, 64, 64)
+    regions = model.image_features(images)
+    assert regions.shape == (2, 5, 512)  # the whole image, then 2 x 2 regions
+    assert torch.allclose(regions[:, 0], regions[:, 1:].mean(1), atol=1e-5)  # the whole is the mean of the four
+    encoded = encoding.encode(["is it red?", "is it blue?"])
+    with torch.no_grad():
+        assert torch.allclose(model(images, **encoded), model(regions, **encoded), atol=1e-5)
+    with pytest.raises(VistageError, match="image_grid"):
+        create_vqa_model(vqa_params(image_grid=2), encoding, 3)  # simple_cnn: no feature map
+
+
 def test_soft_bce_is_the_mean_bce_times_the_answers():
     logits, targets = torch.randn(4, 6), torch.rand(4, 6)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / 4
@@ -178,3 +194,25 @@ def test_cross_entropy_takes_the_best_answer_and_skips_unanswerable_rows():
     targets = torch.tensor([[0.3, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.6, 0.3]])
     expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([1, 2]))
     assert torch.allclose(vqa_loss(vqa_params(loss="cross_entropy"))(logits, targets), expected)
+
+
+def test_backbone_features_once_equal_the_model_on_images():
+    from vistage.batches import Normalizer
+    from vistage.vqa.features import cacheable, image_features
+
+    params = vqa_params()
+    images, questions, _ = tiny_vqa(3)
+    encoding = QuestionEncoding.fit(params, questions)
+    model = create_vqa_model(params, encoding, len(ANSWERS)).train()
+    pixels = torch.randint(0, 256, (6, 8, 8, 3), dtype=torch.uint8)
+    normalize = Normalizer((0.5,) * 3, (0.25,) * 3, torch.device("cpu"))
+    features = image_features(model, pixels.numpy(), normalize, batch_size=4)  # numpy, as a store holds them
+    assert model.training and features.shape == (6, model.image_dim)  # computed in eval mode, mode restored
+    encoded = encoding.encode(questions)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(features, **encoded), model(normalize(pixels), **encoded), atol=1e-5)
+    assert not cacheable(params)  # the default trains the backbone
+    assert cacheable(params.model_copy(update={"freeze": "backbone", "augment": []}))
+    assert not cacheable(params.model_copy(update={"freeze": "backbone", "augment": ["flip"]}))
+    assert not cacheable(params.model_copy(update={"freeze": "backbone", "freeze_epochs": 2, "augment": []}))

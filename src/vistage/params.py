@@ -62,6 +62,8 @@ class VqaParams(_Strict):
     max_question_length: int = Field(30, ge=1, description="question tokens kept (the first ones)")
     min_word_count: int = Field(1, ge=1, description="word encoders: train-split count for a word to get its own "
                                                      "vector (rarer: <unk>)")
+    image_grid: int = Field(0, ge=0, le=8, description="0: one pooled image vector; g: the whole image and g x g "
+                                                     "regions (timm CNNs; for fusion: attention)")
 
     # data (vqa-pipe)
     source: str = Field("easy-vqa", description="VQA data source keyword (`vistage list vqa_sources`)")

@@ -267,19 +267,22 @@ def minilm(encoding: QuestionEncoding, params) -> nn.Module:
     return MiniLM(encoding.finetune)
 
 
-# -- fusions: (image_dim, question_dim, hidden, dropout) -> module with .out_dim ----------------------
+# -- fusions: (image_dim, question_dim, hidden, dropout, regions) -> module with .out_dim ----------------
+# The image comes as one vector [B, D] or, with vqa.image_grid, as region vectors [B, R, D].
 
 class _Fusion(nn.Module):
-    """Both vectors projected to `hidden` (after dropout), then combined by `combine`."""
+    """Both vectors projected to `hidden` (after dropout), then combined by `combine`. Region
+    vectors are concatenated into one (their order is their place in the image)."""
 
-    def __init__(self, image_dim: int, question_dim: int, hidden: int, dropout: float, act: nn.Module, out_dim: int):
+    def __init__(self, image_dim: int, question_dim: int, hidden: int, dropout: float, act: nn.Module, out_dim: int,
+                 regions: int = 1):
         super().__init__()
-        self.image = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, hidden), act)
+        self.image = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim * regions, hidden), act)
         self.question = nn.Sequential(nn.Dropout(dropout), nn.Linear(question_dim, hidden), act)
         self.out_dim = out_dim
 
     def forward(self, image: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
-        return self.combine(self.image(image), self.question(question))
+        return self.combine(self.image(image.flatten(1)), self.question(question))
 
 
 class Concat(_Fusion):
@@ -292,25 +295,72 @@ class Multiply(_Fusion):
         return i * q
 
 
+class Attention(nn.Module):
+    """Question-guided soft attention over the image regions (one glimpse, as in stacked attention
+    networks): each region and the question projected to `hidden` (tanh), a weight per region from
+    their product, then the weighted image vector times the question vector. One vector alone
+    (no image_grid) is one region: plain `mul`."""
+
+    def __init__(self, image_dim: int, question_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.image = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, hidden), nn.Tanh())
+        self.question = nn.Sequential(nn.Dropout(dropout), nn.Linear(question_dim, hidden), nn.Tanh())
+        self.score = nn.Linear(hidden, 1)
+        self.out_dim = hidden
+
+    def forward(self, image: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
+        regions = self.image(image if image.ndim == 3 else image.unsqueeze(1))  # [B, R, H]
+        q = self.question(question)
+        weights = self.score(regions * q.unsqueeze(1)).softmax(dim=1)  # [B, R, 1]
+        return (weights * regions).sum(1) * q
+
+
 @FUSIONS.register(help="concatenate the projected image and question vectors (R1)")
-def concat(image_dim: int, question_dim: int, hidden: int, dropout: float) -> nn.Module:
-    return Concat(image_dim, question_dim, hidden, dropout, nn.ReLU(), 2 * hidden)
+def concat(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1) -> nn.Module:
+    return Concat(image_dim, question_dim, hidden, dropout, nn.ReLU(), 2 * hidden, regions)
 
 
 @FUSIONS.register(help="multiply the tanh-projected image and question vectors elementwise")
-def mul(image_dim: int, question_dim: int, hidden: int, dropout: float) -> nn.Module:
-    return Multiply(image_dim, question_dim, hidden, dropout, nn.Tanh(), hidden)
+def mul(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1) -> nn.Module:
+    return Multiply(image_dim, question_dim, hidden, dropout, nn.Tanh(), hidden, regions)
+
+
+@FUSIONS.register(help="question-guided attention over image regions (vqa.image_grid), then mul")
+def attention(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1) -> nn.Module:
+    return Attention(image_dim, question_dim, hidden, dropout)
 
 
 # -- the image encoder and the whole model ------------------------------------------------------------
 
+class RegionPool(nn.Module):
+    """A timm model's feature map as region vectors: the whole image's mean, then a grid x grid of
+    region means, row by row: [B, 1 + grid^2, C]. Where things are, for questions such as DAQUAR's
+    "what is on the left side of the table"."""
+
+    def __init__(self, model: nn.Module, grid: int):
+        super().__init__()
+        self.model, self.grid = model, grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.model.forward_features(x)
+        regions = nn.functional.adaptive_avg_pool2d(fmap, self.grid).flatten(2).transpose(1, 2)
+        return torch.cat([fmap.mean((2, 3)).unsqueeze(1), regions], dim=1)
+
+
 def image_encoder(params) -> tuple[nn.Module, int]:
-    """params.model without its classifier: (module giving a pooled feature vector, its size).
-    Built by models.py, so every timm model, vistage's own, `pretrained`, `drop_rate` and
-    `small_stem` work as in classification."""
+    """params.model without its classifier: (module giving a pooled feature vector, its size), or
+    with vqa.image_grid, region vectors of that size. Built by models.py, so every timm model,
+    vistage's own, `pretrained`, `drop_rate` and `small_stem` work as in classification."""
     from ..models import build_from_params, classifier
 
     model = build_from_params(params, num_classes=1)
+    grid = params.vqa.image_grid
+    if grid and not hasattr(model, "forward_features"):
+        raise VistageError(f"params.yaml: vqa.image_grid: model {params.model!r} gives no feature map "
+                           "(a timm CNN does); set vqa.image_grid: 0")
+    if grid:
+        model.reset_classifier(0)
+        return RegionPool(model, grid), int(model.num_features)
     if hasattr(model, "reset_classifier"):  # timm: pooled features, drop_rate still applied
         model.reset_classifier(0)
         return model, int(model.num_features)
@@ -327,7 +377,8 @@ def image_encoder(params) -> tuple[nn.Module, int]:
 
 
 class VqaModel(nn.Module):
-    """forward(images [B, 3, H, W] normalized, or their features [B, D], **encoded questions) -> logits."""
+    """forward(images [B, 3, H, W] normalized, or their features [B, D] / regions [B, R, D],
+    **encoded questions) -> logits."""
 
     def __init__(self, backbone: nn.Module, image_dim: int, question: nn.Module, fusion: nn.Module,
                  hidden: int, dropout: float, n_answers: int):
@@ -350,8 +401,8 @@ class VqaModel(nn.Module):
         return self.backbone(images)
 
     def forward(self, images: torch.Tensor, image_index: torch.Tensor | None = None, **question) -> torch.Tensor:
-        # a 2-D input is the image features already (vqa.features.backbone_features, frozen backbone)
-        features = images if images.ndim == 2 else self.backbone(images)
+        # fewer than 4 dims: the image features already (vqa.features.backbone_features, frozen backbone)
+        features = images if images.ndim < 4 else self.backbone(images)
         if image_index is not None:  # each image once in `images`; question i asks about image_index[i]
             features = features[image_index]
         return self.head(self.fusion(features, self.question(**question)))
@@ -364,5 +415,6 @@ def create_vqa_model(params, encoding: QuestionEncoding, n_answers: int) -> nn.M
                            f"encoding was fitted for {encoding.encoder!r}")
     backbone, image_dim = image_encoder(params)
     question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
-    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout)
+    regions = 1 + v.image_grid ** 2 if v.image_grid else 1
+    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions)
     return VqaModel(backbone, image_dim, question, fusion, v.hidden, v.dropout, n_answers)
