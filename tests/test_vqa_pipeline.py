@@ -320,3 +320,23 @@ def test_predict_input_takes_a_test_json_without_answers(trained, tmp_path):
     assert [e["image"] for e in submission] == [f"VizWiz_test_{i}.png" for i in range(3)]
     table = __import__("pandas").read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert (table["split"] == "unlabeled").all() and (table["expected"] == "").all()
+
+
+def test_a_frozen_image_encoder_is_run_once_and_trains_as_without_the_cache(vqa_store, tmp_path, monkeypatch):
+    """freeze: backbone, freeze_epochs: 0, no augmentation: the image features are computed once;
+    the run ends with the metrics of a run that encodes every batch's images."""
+    from vistage.training import TrainPaths, train
+    from vistage.vqa import features, task
+
+    p = vqa_params(vqa_store / "raw", freeze="backbone", epochs=2, augment=[])
+    runs, real = {}, task.VqaTask.cache_features
+    for name, cacheable in (("cached", features.cacheable), ("uncached", lambda params: False)):
+        monkeypatch.setattr(features, "cacheable", cacheable)
+        calls = []
+        monkeypatch.setattr(task.VqaTask, "cache_features",
+                            lambda self, *a: (real(self, *a), calls.append(self.features is not None)))
+        out = tmp_path / name
+        result = train(p, TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", out / "models", out / "live"))
+        runs[name] = ({k: round(v, 5) for k, v in result.items() if k != "throughput"}, calls)
+    assert runs["cached"][1] == [True] and runs["uncached"][1] == [False]
+    assert runs["cached"][0] == runs["uncached"][0]

@@ -218,6 +218,8 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
     elif hint := cpu_bf16_hint(params.precision, device):
         say(f"[dim]{hint}[/]", soft_wrap=True)
     normalize = Normalizer(mean, std, device, size=params.input_size)
+    if data.task is not None:  # a frozen image encoder's features, computed once (when they never change)
+        data.task.cache_features(model, data.store.images, normalize, params, device, say)
     optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
                                                               params.momentum, params.backbone_lr_scale)
     drop_last = len(data.train_idx) > params.batch_size  # avoid a 1-image batch upsetting BatchNorm
@@ -377,11 +379,13 @@ def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: i
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Augment one batch, run the model, backpropagate the loss: (logits, labels on the device, loss).
     `inputs`: the model's other inputs (VQA: the encoded questions)."""
-    x = c.plan.apply_batch(c.normalize(x.to(c.device, non_blocking=True)))
+    x = x.to(c.device, non_blocking=True)
+    if x.dtype == torch.uint8:  # stored images (VQA's cached image features come as vectors)
+        x = c.plan.apply_batch(c.normalize(x))
     y = y.to(c.device, non_blocking=True)
     # soft targets from MixUp/CutMix feed the loss; accuracy counts the original labels
     x, target = c.plan.mix(x, y) if c.plan.mix else (x, y)
-    if params.channels_last:
+    if params.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     # DDP: all-reduce gradients only on the micro-batch that completes a step
     sync = nullcontext() if step_now or not c.dist.enabled else wrapped.module.no_sync()

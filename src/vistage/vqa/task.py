@@ -53,6 +53,17 @@ class VqaTask:
         self.encoding = encoding or QuestionEncoding.fit(params, [texts[i] for i in train_idx])
         self.encoded = self.encoding.encode(texts)  # every question once: dim 0 is the question row
         self.targets = _sparse_targets(self.vocab, answers)
+        self.features: torch.Tensor | None = None  # the image encoder's output per store image, when cached
+
+    def cache_features(self, model: nn.Module, images: np.ndarray, normalize, params, device: torch.device,
+                       say) -> None:
+        """With a backbone frozen for the whole run and no augmentation (features.cacheable), its
+        output for every stored image, computed once: batches then carry these vectors, not pixels."""
+        from .features import cacheable, image_features
+
+        if cacheable(params):
+            self.features = image_features(model, images, normalize, params.batch_size, device)
+            say(f"image features computed once: {tuple(self.features.shape)} (frozen {params.model})")
 
     # -- data --------------------------------------------------------------------------------
     def image_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -77,7 +88,8 @@ class VqaTask:
         so an image asked several questions is encoded once."""
         for rows in batches:
             unique, image_index = np.unique(self.image_of[rows], return_inverse=True)
-            x = torch.from_numpy(np.ascontiguousarray(images[unique]))
+            x = self.features[torch.from_numpy(unique)] if self.features is not None else \
+                torch.from_numpy(np.ascontiguousarray(images[unique]))
             yield x, self.target(rows), rows, {**self.inputs(rows), "image_index": torch.from_numpy(image_index)}
 
     def epoch_batches(self, rows: np.ndarray, params, generator: torch.Generator, drop_last: bool, rank: int,
@@ -120,7 +132,8 @@ class VqaTask:
         loss_sum, score = 0.0, 0.0
         chunks = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
         for x, target, part, inputs in self.batches(images, chunks):
-            logits = self.forward(model, normalize(x.to(device)), inputs, device).float().cpu()
+            x = x.to(device)
+            logits = self.forward(model, normalize(x) if x.dtype == torch.uint8 else x, inputs, device).float().cpu()
             loss_sum += loss_fn(logits, target).item() * len(part)
             score += hits(logits, target)
         return {"val/loss": loss_sum / len(rows), "val/acc": score / len(rows)}
