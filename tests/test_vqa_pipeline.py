@@ -91,14 +91,17 @@ def test_vqa_trains_with_the_classification_engine_and_checkpoints_its_vocabular
     assert state["vqa"]["questions"]
 
 
-def test_per_sample_and_mixing_augmentations_are_refused_for_vqa(vqa_store, tmp_path):
+def test_mixing_augmentations_are_refused_for_vqa_and_per_sample_ones_run(vqa_store, tmp_path):
     from vistage.errors import VistageError
     from vistage.training import TrainPaths, train
 
     paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
-    for augment in (["flip", "mixup"], ["color_jitter"]):
+    for augment in (["flip", "mixup"], ["cutmix"]):
         with pytest.raises(VistageError, match=f"augment: '{augment[-1]}' does not work with task: vqa"):
             train(vqa_params(vqa_store / "raw", augment=augment), paths)
+    p = vqa_params(vqa_store / "raw", augment=["random_resized_crop", "flip"], num_workers=1, epochs=1,
+                   vqa={"batch_by_image": True})
+    assert train(p, paths)["epochs_trained"] == 1  # per-sample ones on each batch's images, in a worker
 
 
 @pytest.fixture(scope="module")

@@ -227,7 +227,8 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
                                                              _steps_per_epoch(params, len(data.train_idx), drop_last))
     scaler = precision.scaler()
     plan = build_augment(params.augment, data.store.image_size, num_classes, params)
-    per_sample = SampleTransformed(data.store.images, data.labels, plan.sample) if plan.sample else None
+    labels = data.labels if data.task is None else np.zeros(len(data.store.images), np.int64)  # VQA: by image
+    per_sample = SampleTransformed(data.store.images, labels, plan.sample) if plan.sample else None
     ema = None
     if params.ema_decay:
         from timm.utils import ModelEmaV3
@@ -349,13 +350,16 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
     else:
         batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
                                 c.dist.world, params.max_steps_per_epoch)
+    # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
+    worker_seed = params.seed * 100_003 + epoch * 1_009 + c.dist.rank
     if data.task is not None:  # VQA: images, soft targets, question rows, encoded questions
-        loader = data.task.batches(data.store.images, batches)
+        transformed = None if c.per_sample is None else \
+            (lambda image_batches: transformed_batches(c.per_sample, image_batches, params.num_workers, worker_seed))
+        loader = data.task.batches(data.store.images, batches, transformed)
     elif c.per_sample is None:
         loader = store_batches(data.store.images, data.labels, batches)
-    else:  # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
-        loader = transformed_batches(c.per_sample, batches, params.num_workers,
-                                     params.seed * 100_003 + epoch * 1_009 + c.dist.rank)
+    else:
+        loader = transformed_batches(c.per_sample, batches, params.num_workers, worker_seed)
     batch_task = progress.add_task(f"epoch {epoch + 1}", total=len(batches), info="")
     seen, loss_sum, correct = 0, 0.0, 0
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from ..errors import VistageError
 from .answers import AnswerVocab
 from .data import answer_lists, load_questions
 
-BATCHED = ("flip", "crop", "random_erasing")  # the augmentations that work on a batch on the device
+MIXES = ("mixup", "cutmix", "mixup_cutmix")
 
 
 def _sparse_targets(vocab: AnswerVocab, answers: list[list[str] | None]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -81,15 +81,20 @@ class VqaTask:
         index = torch.from_numpy(np.array(rows, dtype=np.int64))
         return {name: t[index] for name, t in self.encoded.items()}
 
-    def batches(self, images: np.ndarray, batches: list[np.ndarray]
+    def batches(self, images: np.ndarray, batches: list[np.ndarray], transformed=None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray, dict]]:
         """(uint8 NHWC images, soft targets [B, answers], question rows, encoded questions). Each
         image of a batch comes once; `image_index` in the encoded questions says which is whose,
-        so an image asked several questions is encoded once."""
-        for rows in batches:
-            unique, image_index = np.unique(self.image_of[rows], return_inverse=True)
-            x = self.features[torch.from_numpy(unique)] if self.features is not None else \
-                torch.from_numpy(np.ascontiguousarray(images[unique]))
+        so an image asked several questions is encoded once. `transformed(image_batches)`: the
+        per-sample augmentations' loader (batches.transformed_batches) over those images."""
+        unique = [np.unique(self.image_of[rows], return_inverse=True) for rows in batches]
+        if transformed is not None:
+            xs = (x for x, _, _ in transformed([u for u, _ in unique]))
+        elif self.features is not None:
+            xs = (self.features[torch.from_numpy(u)] for u, _ in unique)
+        else:
+            xs = (torch.from_numpy(np.ascontiguousarray(images[u])) for u, _ in unique)
+        for rows, (_, image_index), x in zip(batches, unique, xs):
             yield x, self.target(rows), rows, {**self.inputs(rows), "image_index": torch.from_numpy(image_index)}
 
     def epoch_batches(self, rows: np.ndarray, params, generator: torch.Generator, drop_last: bool, rank: int,
@@ -117,12 +122,11 @@ class VqaTask:
 
     @staticmethod
     def check_augment(params) -> None:
-        """Per-sample augmentations read store rows (images, not questions), and mixing blends
-        two images under one question: only the batched ones fit VQA."""
-        refused = [name for name in params.augment if name not in BATCHED]
+        """Mixing blends two images (and their answers) under one question: no VQA answer fits."""
+        refused = [name for name in params.augment if name in MIXES]
         if refused:
-            raise VistageError(f"params.yaml: augment: {refused[0]!r} does not work with task: vqa (the batched "
-                               f"ones do: {', '.join(BATCHED)})")
+            raise VistageError(f"params.yaml: augment: {refused[0]!r} does not work with task: vqa (mixing two "
+                               "images leaves no answer to the question); the others do")
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loss_fn, images: np.ndarray, rows: np.ndarray, normalize,
