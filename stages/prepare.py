@@ -39,7 +39,9 @@ def _prepare_vqa(p, out: Path, metrics: Path, write_vqa_store) -> None:
     stats = write_vqa_store(out, load_vqa_source(p.data, p.vqa), p.data)
     write_json(metrics, stats)
     left_out = [f"{len(stats['skipped'])} bad images or entries skipped"] if stats["skipped"] else []
-    listed = f" ({', '.join(left_out)}: listed in {metrics})" if left_out else ""
+    left_out += [f"{stats['images_without_questions']} images without questions left out"] \
+        if stats["images_without_questions"] else []
+    listed = f" ({', '.join(left_out)}: see {metrics})" if left_out else ""
     typer.echo(f"prepare: {stats['images']} images, {stats['questions']} questions{listed} -> {out}")
 
 

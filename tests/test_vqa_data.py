@@ -66,6 +66,7 @@ def test_json_entries_become_questions_with_their_images_decoded_once(tmp_path):
     folder = vizwiz(tmp_path / "vizwiz", GOOD + [entry(0, question_id="q-extra", question="is it red?")])
     stats, store, questions = prepare(tmp_path, *json_params(folder))
     assert len(store.images) == 3 and stats["questions"] == 4  # image 0 has two questions, image 3 none
+    assert stats["images_without_questions"] == 1
     assert questions["image_id"].tolist() == ["VizWiz_0.png", "VizWiz_1.png", "VizWiz_2.png", "VizWiz_0.png"]
     assert questions["image"].tolist() == [0, 1, 2, 0]
     assert answer_lists(questions)[1] == ["two"] * 6 + ["2"] * 4

@@ -57,6 +57,7 @@ def write_vqa_store(out_dir: str | Path, source: VqaSourceData, dp) -> dict:
         frame.to_csv(folder / QUESTIONS, index=False)
         stats.update(question_stats(frame))
         stats["questions_without_image"] = len(source.questions) - len(kept)
+        stats["images_without_questions"] = source.unasked
 
     image_stats = write_store(out_dir, source, dp.image_size, dp.resize, dp.on_bad_image, dp.workers,
                               extra=write_questions)

@@ -47,6 +47,7 @@ class Question:
 @dataclass
 class VqaSourceData(SourceData):
     questions: list[Question] = field(default_factory=list)
+    unasked: int = 0  # images no question asks about: left out (counted in metrics/data.json)
 
 
 # -- easy-VQA ---------------------------------------------------------------------------------
@@ -60,16 +61,17 @@ def easy_vqa(dp, vp) -> VqaSourceData:
     (yes/no, shape, color), which the package does not name."""
     import easy_vqa as package
 
-    samples, questions = [], []
+    samples, questions, unasked = [], [], 0
     for split, (texts, answers, image_ids), paths in (
             ("train", package.get_train_questions(), package.get_train_image_paths()),
             ("test", package.get_test_questions(), package.get_test_image_paths())):
         asked = set(image_ids)
         samples += [Sample(f"{split}/{i}.png", None, paths[i], split) for i in sorted(paths) if i in asked]
+        unasked += len(set(paths) - asked)
         for k, (text, answer, image_id) in enumerate(zip(texts, answers, image_ids)):
             questions.append(Question(f"{split}/{k}", f"{split}/{image_id}.png", text, [answer],
                                       EASY_VQA_TYPES.get(answer, "color"), split=split))
-    return VqaSourceData([], samples, FileReader(), "easy-VQA (packaged)", questions=questions)
+    return VqaSourceData([], samples, FileReader(), "easy-VQA (packaged)", questions=questions, unasked=unasked)
 
 
 # -- files: a questions file and its images -----------------------------------------------------
@@ -120,9 +122,10 @@ def questions_file(dp, vp, suffix: str) -> tuple[str, bytes, Path, str]:
 
 
 def image_samples(images_at: Path, base: str, questions: list[Question], bad: list, follow_links: bool
-                  ) -> tuple[list[Sample], object, list[Question]]:
+                  ) -> tuple[list[Sample], object, list[Question], int]:
     """The images the questions name (in the folder's or archive's order, which an archive
-    reader needs), the reader, and the questions whose image is there; the others go to `bad`."""
+    reader needs), the reader, the questions whose image is there (the others go to `bad`), and
+    how many images no question names."""
     entries, reader, refused, _ = list_entries(images_at, follow_links)
     bad += refused
     wanted = {posixpath.normpath(posixpath.join(base, q.image)) for q in questions}
@@ -135,12 +138,13 @@ def image_samples(images_at: Path, base: str, questions: list[Question], bad: li
             kept.append(q)
         else:
             bad.append((q.where or q.qid, f"image {q.image!r} not found in {images_at}"))
-    return samples, reader, kept
+    return samples, reader, kept, len(entries) - len(samples)
 
 
 def _source(dp, vp, name: str, questions: list[Question], bad: list, images_at: Path, base: str) -> VqaSourceData:
-    samples, reader, kept = image_samples(images_at, base, questions, bad, dp.follow_links)
-    return VqaSourceData([], samples, reader, f"{name} with images in {images_at}", bad, questions=kept)
+    samples, reader, kept, unasked = image_samples(images_at, base, questions, bad, dp.follow_links)
+    return VqaSourceData([], samples, reader, f"{name} with images in {images_at}", bad, questions=kept,
+                         unasked=unasked)
 
 
 @VQA_SOURCES.register(help="a CSV of (image, question, answer[, answer type]); columns in vqa.*_column")
