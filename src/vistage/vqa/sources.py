@@ -174,7 +174,8 @@ def csv(dp, vp) -> VqaSourceData:
             bad.append((where, problem))
             continue
         kind = row[vp.answer_type_column].strip() if vp.answer_type_column else ""
-        questions.append(Question(where, image, text, None if answer is None else [answer], kind))
+        questions.append(Question(f"row {row_number}", image, text, None if answer is None else [answer], kind,
+                                  where=where))
     return _source(dp, vp, name, questions, bad, images_at, base)
 
 
