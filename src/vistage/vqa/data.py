@@ -74,7 +74,8 @@ def question_stats(frame: pd.DataFrame) -> dict:
         "unanswered": int(len(frame) - len(answered)),
         "distinct_first_answers": len(set(first_answers)),
         "per_answer_type": {str(k): int(v) for k, v in types.items() if k},
-        "per_predefined_split": {s or "unassigned": int(n) for s, n in frame["split"].value_counts().sort_index().items()},
+        "per_predefined_split": {s or "unassigned": int(n)
+                                 for s, n in frame["split"].value_counts().sort_index().items()},
     }
 
 

@@ -122,7 +122,8 @@ def vqa_metrics(pred: VqaPredictions) -> dict:
     scores = per_type_accuracy(list(pred.answers), human, list(pred.answer_types) if typed else None, DIGITS)
     expected = [most_common(a) for a in human]
     plain = np.mean([normalize_answer(p) == e for p, e in zip(pred.answers, expected)])
-    out = {"questions": int(len(pred.index)), "vqa_accuracy": scores["overall"], "accuracy": round(float(plain), DIGITS)}
+    out = {"questions": int(len(pred.index)), "vqa_accuracy": scores["overall"],
+           "accuracy": round(float(plain), DIGITS)}
     if scores["per_type"]:
         out["per_answer_type"] = scores["per_type"]
     if (pred.answerable != "").all():
