@@ -1,7 +1,5 @@
 """task: vqa through the six stages: training (the classification engine with VQA's hooks),
-resume after kill -9, predict, evaluate and report; and end to end through `dvc exp run`.
-
-Until vqa-model's `vistage.vqa.model` lands, training runs on a stand-in (tests/vqa_standin.py)."""
+resume after kill -9, predict, evaluate and report; and end to end through `dvc exp run`."""
 
 import io
 import json
@@ -20,9 +18,6 @@ from PIL import Image
 from vistage.recipes import merge as merged
 
 from .conftest import ROOT, TINY, default_params, run_env
-from .vqa_standin import install
-
-install()
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 VQA_TINY = {"task": "vqa", "epochs": 2, "batch_size": 16, "lr": 0.01, "augment": [], "model": "simple_cnn",
