@@ -28,6 +28,12 @@ def predict(params: ParamsFile,
                                                             "of images, or a CSV of paths)")] = None,
             top_k: Annotated[int | None, typer.Option(
                 help="the classes listed per new image (default: params predict_top_k)", min=1)] = None,
+            submission_json: Annotated[Path | None, typer.Option(
+                help="with --store: the submission's rows as JSON, [{image, answer}] (VizWiz's format); task: "
+                     "vqa: the unanswered questions, or the test split's when every question has an answer")] = None,
+            images: Annotated[Path | None, typer.Option(help="task: vqa with --input QUESTIONS.json/.csv: the folder "
+                                                             "or archive of their images (default: the file's "
+                                                             "folder)")] = None,
             ) -> None:
     """One row per test image (id, label, predicted class, confidence, correct; the validation
     images when there is no test split), and the raw logits of the test and validation images;
@@ -35,13 +41,21 @@ def predict(params: ParamsFile,
     test mistakes (and a few correct images), and the inference cost on this machine.
 
     With --input: one row per new image (id, predicted class, confidence, the top-k classes and
-    their probabilities), decoded and resized as the checkpoint's store was."""
+    their probabilities), decoded and resized as the checkpoint's store was.
+
+    task: vqa: one row per test question (and per unanswered question): its answer, confidence,
+    the expected answer and its VQA score; the submission; what evaluate scores. With --input
+    QUESTIONS.json (VizWiz's test file, no answers needed) or .csv and --images: those questions."""
     from vistage.inference import TrainedModel
     from vistage.params import load_params
     from vistage.runtime import resolve_device
+    from vistage.vqa import predict as vqa  # both tasks: one set of deps in dvc.yaml
 
     p = load_params(params, keywords=())
     top_k = top_k or p.predict_top_k
+    if p.task == "vqa":
+        return vqa.predict_stage(p, checkpoint, out, store, split, logits, submission, submission_json, gradcam,
+                                 cost, input, images)
     if input is None:
         missing = [f"--{name}" for name, value in (("store", store), ("split", split), ("logits", logits))
                    if value is None]
@@ -53,13 +67,14 @@ def predict(params: ParamsFile,
     if input is not None:
         _predict_new_images(p, trained, input, out, top_k)
     else:
-        _predict_store(p, trained, checkpoint, store, split, out, logits, submission, gradcam, top_k)
+        _predict_store(p, trained, checkpoint, store, split, out, logits, submission, submission_json, gradcam,
+                       top_k)
     if cost is not None:
         _measure_cost(p, trained, cost)
 
 
 def _predict_store(p, trained, checkpoint: Path, store: Path, split: Path, out: Path, logits: Path,
-                   submission: Path | None, gradcam: Path | None, top_k: int) -> None:
+                   submission: Path | None, submission_json: Path | None, gradcam: Path | None, top_k: int) -> None:
     """Everything that can fail on the user's input (predict_input, its images, gradcam_layer,
     the classes) fails before the first output is written."""
     from vistage.data.store import load_store
@@ -86,6 +101,11 @@ def _predict_store(p, trained, checkpoint: Path, store: Path, split: Path, out: 
         with atomic_path(submission) as tmp:
             unlabeled.to_csv(tmp, index=False)
         typer.echo(f"predict: {summary} -> {submission}")
+        if submission_json is not None:
+            from vistage.io import write_json
+
+            answers = unlabeled.rename(columns={"id": "image", "predicted": "answer"})
+            write_json(submission_json, answers[["image", "answer"]].to_dict("records"))
     if gradcam is not None:
         from vistage.gradcam import write_gradcam
 

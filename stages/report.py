@@ -33,6 +33,7 @@ def report(params: ParamsFile,
     git revision, cost, curves, calibration, confusion, per-class scores, mistakes, Grad-CAM, params."""
     from vistage.params import load_params
     from vistage.report import ReportInputs, build_report, write_report
+    from vistage.vqa import report as _vqa_report  # noqa: F401  (task: vqa's page; either task: one set of deps)
 
     p = load_params(params, keywords=())
     inputs = ReportInputs(metrics, live, per_class, confusion, predictions, store, calibration, confusion_pairs,

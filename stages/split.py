@@ -17,15 +17,21 @@ def split(params: ParamsFile,
     from vistage.data.store import load_store
     from vistage.io import atomic_path, write_json
     from vistage.params import DATA_KEYWORDS, load_params
+    from vistage.vqa.data import load_questions, vqa_split_counts, vqa_split_table
 
     p = load_params(params, keywords=DATA_KEYWORDS)
     st = load_store(store)
-    table = split_table(st.samples, st.classes, p.data.val_fraction, p.data.test_fraction, p.data.split_seed)
+    if p.task == "vqa":  # questions, grouped by image
+        questions = load_questions(store)
+        table = vqa_split_table(questions, p.data.val_fraction, p.data.test_fraction, p.data.split_seed)
+        counts, unit = vqa_split_counts(table, questions), "questions"
+    else:
+        table = split_table(st.samples, st.classes, p.data.val_fraction, p.data.test_fraction, p.data.split_seed)
+        counts, unit = split_counts(table, st.samples, st.classes), "images"
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
-    counts = split_counts(table, st.samples, st.classes)
     write_json(metrics, counts)
-    typer.echo("split: " + ", ".join(f"{s} {counts[s]['images']}" for s in SPLITS) + f" -> {out}")
+    typer.echo("split: " + ", ".join(f"{s} {counts[s][unit]}" for s in SPLITS) + f" -> {out}")
 
 
 app = single_command(split)

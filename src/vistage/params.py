@@ -46,6 +46,39 @@ class DataParams(_Strict):
     split_seed: int = Field(0, description="seed of the split, separate from the training seed")
 
 
+class VqaParams(_Strict):
+    """task: vqa. Question encoding, fusion and head; the image encoder is `model` as in classification."""
+
+    # model (vqa-model)
+    question_encoder: str = Field("bow", description="question encoder keyword (`vistage list question_encoders`)")
+    question_finetune: bool = Field(False, description="minilm: fine-tune it (at lr * backbone_lr_scale) or keep "
+                                                       "it frozen (embeddings computed once)")
+    fusion: str = Field("mul", description="fusion keyword (`vistage list fusions`)")
+    hidden: int = Field(512, ge=1, description="size of the fused vectors and of the head's hidden layer")
+    embed_dim: int = Field(300, ge=1, description="word vector size (bow: its output; bilstm: per direction)")
+    question_layers: int = Field(1, ge=1, description="bilstm and transformer layers")
+    dropout: float = Field(0.3, ge=0, lt=1, description="dropout in the fusion and head (and between layers)")
+    loss: str = Field("soft_bce", description="vqa loss keyword: soft_bce or cross_entropy")
+    max_question_length: int = Field(30, ge=1, description="question tokens kept (the first ones)")
+    min_word_count: int = Field(1, ge=1, description="word encoders: train-split count for a word to get its own "
+                                                     "vector (rarer: <unk>)")
+    image_grid: int = Field(0, ge=0, le=8, description="0: one pooled image vector; g: the whole image and g x g "
+                                                     "regions (timm CNNs; for fusion: attention)")
+
+    # data (vqa-pipe)
+    source: str = Field("easy-vqa", description="VQA data source keyword (`vistage list vqa_sources`)")
+    questions_file: str | None = Field(
+        None, description="csv/json: the questions file inside data.path (a folder or archive); "
+                          "null: data.path is the questions file itself, its images under data.root")
+    image_column: str = Field("image", description="csv: column of image paths")
+    question_column: str = Field("question", description="csv: column of questions")
+    answer_column: str | None = Field("answer", description="csv: column of answers (null: unanswered, to predict)")
+    answer_type_column: str | None = Field(None, description="csv: optional column of answer types")
+    top_answers: int = Field(1000, ge=1, description="answer vocabulary: the K most common train answers")
+    batch_by_image: bool = Field(False, description="train batches of whole images' questions (each image "
+                                                    "encoded once per batch) instead of random questions")
+
+
 PREDICTION_KEYS = ("predict_input", "predict_top_k", "gradcam_examples", "gradcam_layer", "cost_repeats")
 
 
@@ -111,6 +144,11 @@ class Params(_Strict):
         "HEAD", description="git revision whose metrics the report compares with (empty: no comparison)")
     data: DataParams = Field(default_factory=DataParams)
 
+    # task
+    task: Literal["classify", "vqa"] = Field("classify", description="classify images, or answer questions "
+                                                                     "about them (settings under vqa:)")
+    vqa: VqaParams = Field(default_factory=VqaParams)
+
     def training_dict(self) -> dict[str, Any]:
         """Every param that shapes a trained model (stored in checkpoints to detect stale resumes);
         the prediction and report settings are not among them: changing one never restarts a training run."""
@@ -153,8 +191,12 @@ KEYWORD_REGISTRIES = {
     "loss": ("vistage.losses", "LOSSES"),
     "augment": ("vistage.augment", "AUGMENTATIONS"),
     "data.source": ("vistage.data.sources", "SOURCES"),
+    "vqa.source": ("vistage.vqa.sources", "VQA_SOURCES"),
+    "vqa.question_encoder": ("vistage.vqa.model", "QUESTION_ENCODERS"),
+    "vqa.fusion": ("vistage.vqa.model", "FUSIONS"),
+    "vqa.loss": ("vistage.vqa.losses", "VQA_LOSSES"),
 }
-DATA_KEYWORDS = ("data.source",)
+DATA_KEYWORDS = ("data.source", "vqa.source")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

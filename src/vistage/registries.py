@@ -9,6 +9,9 @@ from .data.sources import SOURCES
 from .losses import LOSSES
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULERS
+from .vqa.sources import VQA_SOURCES
+from .vqa.losses import VQA_LOSSES
+from .vqa.model import FUSIONS, QUESTION_ENCODERS
 
 # keyword in `vistage list KIND` -> registry
 ALL = {
@@ -18,4 +21,8 @@ ALL = {
     "losses": LOSSES,
     "augmentations": AUGMENTATIONS,
     "sources": SOURCES,
+    "vqa_sources": VQA_SOURCES,
+    "question_encoders": QUESTION_ENCODERS,
+    "fusions": FUSIONS,
+    "vqa_losses": VQA_LOSSES,
 }

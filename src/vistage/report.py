@@ -297,10 +297,15 @@ SECTIONS: list[SectionBuilder] = [
 ]
 
 
-def build_report(params: Params, inputs: ReportInputs, sections: list[SectionBuilder] = SECTIONS) -> Report:
-    built = [section(params, inputs) for section in sections]
-    subtitle = f"model {params.model} on {params.data.source}, {params.epochs} epochs"
-    return Report("vistage report", subtitle, [s for s in built if s is not None])
+def build_report(params: Params, inputs: ReportInputs, sections: list[SectionBuilder] | None = None) -> Report:
+    title, source = "vistage report", params.data.source
+    if sections is None and params.task == "vqa":  # the VQA page: vqa/report.py
+        from .vqa.report import VQA_SECTIONS
+
+        sections, title, source = VQA_SECTIONS, "vistage report: visual question answering", params.vqa.source
+    built = [section(params, inputs) for section in sections or SECTIONS]
+    subtitle = f"model {params.model} on {source}, {params.epochs} epochs"
+    return Report(title, subtitle, [s for s in built if s is not None])
 
 
 def write_report(report: Report, html: Path, markdown: Path | None = None, markdown_files: Path | None = None) -> None:

@@ -42,6 +42,7 @@ from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
 from .precision import Precision, cpu_bf16_hint, resolve_precision
 from .runtime import resolve_device, seed_everything
+from .vqa.task import VqaTask, hits, load_task
 
 console = Console(stderr=True)
 
@@ -124,18 +125,31 @@ class TrainData:
     train_idx: np.ndarray
     val_idx: np.ndarray
     fingerprint: str  # of the store's listing and the split: a checkpoint resumes only on the same data
+    # task: vqa's hooks (rows are then questions, see vqa/task.py); None: classification
+    task: VqaTask | None = None
+
+    @property
+    def train_images(self) -> np.ndarray:
+        """The store rows (images) the model trains on."""
+        return self.task.image_rows(self.train_idx) if self.task is not None else self.train_idx
 
 
 def data_fingerprint(store_dir: Path, split_path: Path) -> str:
     h = hashlib.sha256()
-    for path in (store_dir / "samples.csv", store_dir / "classes.json", split_path):
-        h.update(path.read_bytes())
+    for path in (store_dir / "samples.csv", store_dir / "classes.json", store_dir / "questions.csv", split_path):
+        if path.is_file():  # questions.csv: task: vqa's stores only
+            h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
 def _load_data(params: Params, paths: TrainPaths, dist: distributed.Dist) -> TrainData:
     store = load_store(paths.store)
     split = load_split(paths.split)
+    if params.task == "vqa":
+        task, train_idx, val_idx = load_task(params, paths.store, split, paths.split)
+        _check_distributed(params, dist, len(train_idx))
+        return TrainData(store, task.questions["label"].to_numpy(np.int64), train_idx, val_idx,
+                         data_fingerprint(paths.store, paths.split), task)
     if len(split) != len(store.samples):
         raise VistageError(f"{paths.split}: {len(split)} rows but the store has {len(store.samples)}; rerun split")
     labels = store.samples["label"].to_numpy(dtype=np.int64)
@@ -189,25 +203,32 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
     say = console.print if dist.is_main else (lambda *a, **k: None)
     precision = resolve_precision(params.precision, device)
     num_classes = len(data.store.classes)
-    model = build_from_params(params, num_classes)
-    mean, std = _normalization(params, model, data.store.images, data.train_idx)
+    if data.task is not None:
+        data.task.check_augment(params)
+        model, loss_fn = data.task.build(params)
+    else:
+        model, loss_fn = build_from_params(params, num_classes), LOSSES.get(params.loss, "loss")(params)
+    mean, std = _normalization(params, model, data.store.images, data.train_images)
     model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
-    check_input_fits(model, params.model, params.input_size or data.store.image_size, device)
+    image_model = model.backbone if data.task is not None else model  # VQA: the image encoder takes images alone
+    check_input_fits(image_model, params.model, params.input_size or data.store.image_size, device)
     # notes once the model is known to build and fit: a failing run shows its error line alone
     if precision.note:
         say(f"[yellow]{precision.note}[/]", soft_wrap=True)
     elif hint := cpu_bf16_hint(params.precision, device):
         say(f"[dim]{hint}[/]", soft_wrap=True)
     normalize = Normalizer(mean, std, device, size=params.input_size)
+    if data.task is not None:  # a frozen image encoder's features, computed once (when they never change)
+        data.task.cache_features(model, data.store.images, normalize, params, device, say)
     optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
                                                               params.momentum, params.backbone_lr_scale)
     drop_last = len(data.train_idx) > params.batch_size  # avoid a 1-image batch upsetting BatchNorm
     schedule = SCHEDULERS.get(params.scheduler, "scheduler")(optimizer, params,
                                                              _steps_per_epoch(params, len(data.train_idx), drop_last))
     scaler = precision.scaler()
-    loss_fn = LOSSES.get(params.loss, "loss")(params)
     plan = build_augment(params.augment, data.store.image_size, num_classes, params)
-    per_sample = SampleTransformed(data.store.images, data.labels, plan.sample) if plan.sample else None
+    labels = data.labels if data.task is None else np.zeros(len(data.store.images), np.int64)  # VQA: by image
+    per_sample = SampleTransformed(data.store.images, labels, plan.sample) if plan.sample else None
     ema = None
     if params.ema_decay:
         from timm.utils import ModelEmaV3
@@ -323,24 +344,33 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
     """One pass over this process's share of the epoch's batches: the training loss and accuracy
     (summed over all processes) and the images per second."""
     train_mode(c.model, wrapped.frozen)
-    batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
-                            c.dist.world, params.max_steps_per_epoch)
-    if c.per_sample is None:
+    if data.task is not None:  # VQA: optionally grouped by image
+        batches = data.task.epoch_batches(data.train_idx, params, c.shuffle_gen, c.drop_last, c.dist.rank,
+                                          c.dist.world)
+    else:
+        batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
+                                c.dist.world, params.max_steps_per_epoch)
+    # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
+    worker_seed = params.seed * 100_003 + epoch * 1_009 + c.dist.rank
+    if data.task is not None:  # VQA: images, soft targets, question rows, encoded questions
+        transformed = None if c.per_sample is None else \
+            (lambda image_batches: transformed_batches(c.per_sample, image_batches, params.num_workers, worker_seed))
+        loader = data.task.batches(data.store.images, batches, transformed)
+    elif c.per_sample is None:
         loader = store_batches(data.store.images, data.labels, batches)
-    else:  # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
-        loader = transformed_batches(c.per_sample, batches, params.num_workers,
-                                     params.seed * 100_003 + epoch * 1_009 + c.dist.rank)
+    else:
+        loader = transformed_batches(c.per_sample, batches, params.num_workers, worker_seed)
     batch_task = progress.add_task(f"epoch {epoch + 1}", total=len(batches), info="")
     seen, loss_sum, correct = 0, 0.0, 0
     started = time.perf_counter()
-    for i, (x, y, _) in enumerate(loader):
+    for i, (x, y, _, *inputs) in enumerate(loader):
         step_now = (i + 1) % params.accumulate == 0 or i + 1 == len(batches)
-        logits, y, loss = _forward_backward(x, y, step_now, epoch, params, c, wrapped)
+        logits, y, loss = _forward_backward(x, y, step_now, epoch, params, c, wrapped, *inputs)
         if step_now:
             _optimizer_step(params, c, wrapped)
         seen += len(y)
         loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
+        correct += hits(logits, y)
         progress.update(batch_task, advance=1, info=f"loss {loss_sum / seen:.4f}")
     elapsed = time.perf_counter() - started
     progress.remove_task(batch_task)
@@ -349,19 +379,23 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
 
 
 def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: int, params: Params,
-                      c: Components, wrapped: _Wrapped) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Augment one batch, run the model, backpropagate the loss: (logits, labels on the device, loss)."""
-    x = c.plan.apply_batch(c.normalize(x.to(c.device, non_blocking=True)))
+                      c: Components, wrapped: _Wrapped, inputs: dict | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Augment one batch, run the model, backpropagate the loss: (logits, labels on the device, loss).
+    `inputs`: the model's other inputs (VQA: the encoded questions)."""
+    x = x.to(c.device, non_blocking=True)
+    if x.dtype == torch.uint8:  # stored images (VQA's cached image features come as vectors)
+        x = c.plan.apply_batch(c.normalize(x))
     y = y.to(c.device, non_blocking=True)
     # soft targets from MixUp/CutMix feed the loss; accuracy counts the original labels
     x, target = c.plan.mix(x, y) if c.plan.mix else (x, y)
-    if params.channels_last:
+    if params.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     # DDP: all-reduce gradients only on the micro-batch that completes a step
     sync = nullcontext() if step_now or not c.dist.enabled else wrapped.module.no_sync()
     with sync:
         with c.precision.autocast():
-            logits = wrapped.module(x)
+            logits = VqaTask.forward(wrapped.module, x, inputs, c.device) if inputs else wrapped.module(x)
         loss = c.loss_fn(logits.float(), target)
         if not torch.isfinite(loss):
             raise VistageError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
@@ -390,12 +424,20 @@ def _validate(params: Params, data: TrainData, c: Components) -> dict:
     metrics = {}
     if len(data.val_idx) and c.dist.is_main:
         evaluated = c.ema.module if c.ema is not None else c.model
+        if data.task is not None:
+            return _broadcast(c, data.task.validate(evaluated, c.loss_fn, data.store.images, data.val_idx,
+                                                    c.normalize, params.batch_size * 2, c.device))
         logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
                                       params.batch_size * 2, c.device)
         y_val = torch.from_numpy(data.labels[rows])
         metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
         metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
-    if len(data.val_idx) and c.dist.enabled:
+    return _broadcast(c, metrics) if len(data.val_idx) else metrics
+
+
+def _broadcast(c: Components, metrics: dict) -> dict:
+    """Rank 0's validation metrics on every rank."""
+    if c.dist.enabled:
         for key in ("val/loss", "val/acc"):
             metrics[key] = c.dist.broadcast(metrics.get(key, 0.0))
     return metrics
@@ -417,6 +459,8 @@ def _save(models: Path, improved: bool, params: Params, data: TrainData, c: Comp
     """last.pt after every epoch, best.pt when the epoch improved the monitored metric."""
     info = ModelInfo(params.training_dict(), data.store.classes, data.store.image_size, c.mean, c.std)
     state = training_state(c, standing, info, data.fingerprint)
+    if data.task is not None:
+        state["vqa"] = data.task.checkpoint_state()
     if improved:
         save_checkpoint(models / "best.pt", state)
     save_checkpoint(models / "last.pt", state)

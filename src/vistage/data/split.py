@@ -46,12 +46,13 @@ def _carve(idx: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, fract
 
 
 def split_table(samples: pd.DataFrame, classes: list[str], val_fraction: float, test_fraction: float,
-                seed: int) -> pd.DataFrame:
-    """Return a table (index, split). Same inputs and seed -> same table."""
+                seed: int, min_classes: int = 2) -> pd.DataFrame:
+    """Return a table (index, split). Same inputs and seed -> same table. `min_classes`: 1 for
+    rows that are not classified (the questions of task: vqa, grouped by image)."""
     idx = samples["index"].to_numpy()
     labels = samples["label"].to_numpy()
     present = [classes[c] for c in np.unique(labels[labels >= 0])]
-    if len(present) == 1:  # none at all is an unlabeled set, to predict only
+    if len(present) == 1 and min_classes > 1:  # none at all is an unlabeled set, to predict only
         raise VistageError(f"split: the data has 1 labeled class(es) {present}: a classifier needs at least 2 "
                            "(check data.path and the class folders or label column)")
     predefined = samples["split"].to_numpy() if "split" in samples else np.full(len(idx), "")

@@ -63,10 +63,12 @@ def decode_into(images: np.ndarray, samples: list, reader, policy: str, workers:
 
 
 def write_store(out_dir: str | Path, source: SourceData, image_size: int, policy: str = "crop",
-                on_bad_image: str = "error", workers: int | None = None) -> dict:
+                on_bad_image: str = "error", workers: int | None = None, extra=None) -> dict:
     """Decode every sample of `source` into a new store at `out_dir`; return data statistics.
 
-    The old store is replaced only when the new one is complete (and not at all on error)."""
+    The old store is replaced only when the new one is complete (and not at all on error).
+    `extra(folder, samples_table)`, if given, writes more files into the new store before it
+    replaces the old one (the questions of task: vqa)."""
     samples = source.samples
     n = len(samples)
     bad = list(source.bad)
@@ -105,6 +107,8 @@ def write_store(out_dir: str | Path, source: SourceData, image_size: int, policy
             "group": [s.group or "" for s in kept],
         })
         table.to_csv(tmp / SAMPLES, index=False)
+        if extra is not None:
+            extra(tmp, table)
         (tmp / CLASSES).write_text(json.dumps({"classes": source.classes, "image_size": image_size,
                                                "source": source.description}, indent=2) + "\n")
     return data_stats(table, source.classes, image_size, sizes, bad)

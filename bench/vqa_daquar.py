@@ -1,0 +1,355 @@
+"""DAQUAR study: which question encoder and fusion answer questions about images never seen in training.
+
+Reads ../shared/datasets/daquar-train.tar directly (images/ + qa.csv: image, question, answer; 795
+indoor photos, 6,795 questions, one answer each). Splits grouped by image into K folds: each fold's
+images are scored by heads trained on the other folds' images only, so every score is on unseen
+images, and the mean over folds uses all 6,795 questions (one 80/20 split alone would wobble by
+about +-1 point).
+
+The image encoder is frozen and pretrained (tf_efficientnet_lite0, ImageNet weights packaged with
+the project), so its features are computed once per image (vistage.vqa.features.backbone_features);
+a frozen MiniLM's question embeddings likewise once per question (QuestionEncoding.encode). Only the
+heads train: question encoder (bow, bilstm, transformer from scratch; minilm frozen), fusion and MLP,
+exactly the modules `create_vqa_model` builds (vistage.vqa.model). Score: exact match of the
+normalized answer (the official normalization, vistage.vqa.answers), DAQUAR's plain accuracy.
+
+    python bench/vqa_daquar.py                      # features, blind baselines, every encoder x fusion
+    python bench/vqa_daquar.py --folds 2 --epochs 5 --encoders bow --fusions mul   # a quick look
+    python bench/vqa_daquar.py --features g320 g480 grid --encoders minilm --fusions mul  # image features
+
+Prints one line per run: accuracy (mean and range over folds), train seconds (all folds), and the
+load average, since the machine may be shared. Times are per fold too in the table.
+"""
+
+import argparse
+import csv
+import io
+import os
+import sys
+import tarfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from vistage.params import Params  # noqa: E402
+from vistage.vqa.answers import AnswerVocab, normalize_answer  # noqa: E402
+from vistage.vqa.features import backbone_features  # noqa: E402
+from vistage.vqa.losses import vqa_loss  # noqa: E402
+from vistage.vqa.model import (FUSIONS, QUESTION_ENCODERS, QuestionEncoding, RegionPool, VqaModel,  # noqa: E402
+                               image_encoder)
+
+DAQUAR = ROOT.parent / "shared" / "datasets" / "daquar-train.tar"
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+def read_daquar(tar_path: Path) -> tuple[dict[str, "Image.Image"], list[dict]]:
+    """The archive's images (by their path in qa.csv, e.g. images/image3.jpg) and its qa rows."""
+    from PIL import Image
+
+    images, rows = {}, None
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            parts = Path(member.name).parts
+            inner = "/".join(parts[1:])  # below the top folder daquar-train/
+            data = tar.extractfile(member).read()
+            if inner == "qa.csv":
+                rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+            elif inner.startswith("images/"):
+                images[inner] = Image.open(io.BytesIO(data)).convert("RGB")
+    if rows is None:
+        raise SystemExit(f"{tar_path}: no qa.csv")
+    missing = {r["image"] for r in rows} - set(images)
+    if missing:
+        raise SystemExit(f"{tar_path}: qa.csv names {len(missing)} images not in the archive, e.g. {min(missing)}")
+    return images, rows
+
+
+def as_uint8(images: list, height: int, width: int) -> np.ndarray:
+    """(N, height, width, 3) uint8: each photo resized whole (DAQUAR's are 640x480; no crop, which
+    would cut off the objects the questions ask about)."""
+    from PIL import Image
+
+    return np.stack([np.asarray(im.resize((width, height), Image.BILINEAR)) for im in images])
+
+
+def image_folds(image_names: list[str], k: int, seed: int) -> list[np.ndarray]:
+    """K disjoint groups of images (shuffled with `seed`), each a fold's unseen test images."""
+    order = np.random.default_rng(seed).permutation(len(image_names))
+    return [order[i::k] for i in range(k)]
+
+
+# -- image features: the frozen pretrained backbone, once per image -------------------------------------
+
+class ClassProbs(nn.Module):
+    """The backbone's ImageNet class probabilities (1000): which objects it sees, in words it knows."""
+
+    def __init__(self, classifier_model: nn.Module):
+        super().__init__()
+        self.model = classifier_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).softmax(1)
+
+
+# name -> (height, width) of the photos fed to the backbone; pNNN: padded to an NNN square, as a
+# vistage store with data.resize: pad and data.image_size: NNN holds them (what the train stage sees)
+FEATURE_SIZES = {"g224": (224, 224), "g320": (240, 320), "g480": (360, 480), "grid": (360, 480),
+                 "cls": (240, 320), "g640": (480, 640), "p320": (320, 320), "p480": (480, 480)}
+
+
+def compute_features(images: list, names: list[str], batch_size: int, cache: Path | None) -> dict[str, torch.Tensor]:
+    """Every image feature set in `names`, [N_images, D] each, with the lite0's TF-style normalization;
+    kept in `cache` (a folder) for the next run."""
+    from vistage.batches import Normalizer
+    from vistage.models import build_model
+
+    params = Params.model_validate({"model": "tf_efficientnet_lite0", "pretrained": True})
+    backbone, _ = image_encoder(params)
+    normalize = Normalizer((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))
+    out = {}
+    for name in names:
+        cached = cache / f"daquar-{name}.pt" if cache else None
+        if cached and cached.is_file():
+            out[name] = torch.load(cached, weights_only=True)
+            if name == "grid" and out[name].ndim == 2:  # an earlier run's flat layout: global, then C x 2 x 2
+                flat = out[name]
+                regions = flat[:, 1280:].view(len(flat), 1280, 4).transpose(1, 2)
+                out[name] = torch.cat([flat[:, None, :1280], regions], dim=1)
+            continue
+        started = time.perf_counter()
+        if name.startswith("p"):
+            from vistage.data.images import to_store_array
+
+            pixels = np.stack([to_store_array(im, FEATURE_SIZES[name][0], "pad") for im in images])
+        else:
+            pixels = as_uint8(images, *FEATURE_SIZES[name])
+        if name == "grid":  # the whole image and 2x2 regions: what vqa.image_grid: 2 gives the model
+            module = RegionPool(backbone, 2)
+        elif name == "cls":
+            module = ClassProbs(build_model("tf_efficientnet_lite0", 1000, pretrained=True))
+        else:
+            module = backbone
+        out[name] = backbone_features(module, pixels, normalize, batch_size)
+        if cached:
+            cache.mkdir(parents=True, exist_ok=True)
+            torch.save(out[name], cached)
+        print(f"  image features {name}: {tuple(out[name].shape)} in {time.perf_counter() - started:.0f} s "
+              f"(load {load()})", flush=True)
+    return out
+
+
+def load() -> str:
+    return "%.1f" % os.getloadavg()[0]
+
+
+# -- baselines without the image ----------------------------------------------------------------------
+
+def first_words_prior(questions: list[str], answers: list[str], train: np.ndarray, test: np.ndarray,
+                      max_words: int = 4) -> float:
+    """Blind: the most common train answer of questions starting with the same first words (the
+    longest prefix of up to `max_words` words seen in training), exact-match accuracy on `test`."""
+    tables = []
+    for n in range(max_words + 1):
+        by_prefix: dict[str, Counter] = defaultdict(Counter)
+        for i in train:
+            by_prefix[" ".join(questions[i].split()[:n])][answers[i]] += 1
+        tables.append({p: c.most_common(1)[0][0] for p, c in by_prefix.items()})
+    hits = 0
+    for i in test:
+        words = questions[i].split()
+        guess = next(t[" ".join(words[:n])] for n, t in reversed(list(enumerate(tables))) if " ".join(words[:n]) in t)
+        hits += guess == answers[i]
+    return hits / len(test)
+
+
+# -- heads -------------------------------------------------------------------------------------------
+
+def build_head(params: Params, encoding: QuestionEncoding, image_dim: int, regions: int, n_answers: int) -> VqaModel:
+    """The modules create_vqa_model builds, on precomputed image features (no backbone to run)."""
+    v = params.vqa
+    question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
+    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions)
+    return VqaModel(nn.Identity(), image_dim, question, fusion, v.hidden, v.dropout, n_answers)
+
+
+def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, feats: torch.Tensor,
+               targets: torch.Tensor, train: np.ndarray, seed: int) -> tuple[VqaModel, float]:
+    """AdamW + OneCycle over the training questions, as the train stage would with these params."""
+    torch.manual_seed(seed)
+    regions = feats.shape[1] if feats.ndim == 3 else 1
+    model = build_head(params, encoding, feats.shape[-1], regions, targets.shape[1])
+    loss_fn = vqa_loss(params)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=params.lr)
+    steps = params.epochs * (len(train) // params.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, params.lr, total_steps=steps, pct_start=0.1)
+    g = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    model.train()
+    for _ in range(params.epochs):
+        order = torch.from_numpy(train)[torch.randperm(len(train), generator=g)]
+        for b in range(len(train) // params.batch_size):
+            rows = order[b * params.batch_size:(b + 1) * params.batch_size]
+            logits = model(feats[rows], **{k: v[rows] for k, v in encoded.items()})
+            loss = loss_fn(logits, targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model.eval(), time.perf_counter() - started
+
+
+@torch.no_grad()
+def predict(model: VqaModel, encoded: dict, feats: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    out = []
+    for start in range(0, len(rows), 512):
+        r = torch.from_numpy(rows[start:start + 512])
+        out.append(model(feats[r], **{k: v[r] for k, v in encoded.items()}))
+    return torch.cat(out)
+
+
+def run_config(params: Params, questions: list[str], answers: list[str], image_feats: torch.Tensor,
+               image_of: np.ndarray, folds: list[np.ndarray], top_k: int) -> tuple[list[float], float]:
+    """Per-fold exact-match accuracy on the unseen images, and the total train seconds."""
+    accs, seconds = [], 0.0
+    for f, test_images in enumerate(folds):
+        is_test = np.isin(image_of, test_images)
+        train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+        vocab = AnswerVocab.build([[answers[i]] for i in train], top_k)
+        targets = torch.zeros(len(answers), len(vocab))
+        for i in train:
+            targets[i, vocab.index(answers[i])] = 1.0
+        encoding = QuestionEncoding.fit(params, [questions[i] for i in train])
+        encoded = _encoded(encoding, questions)
+        feats = image_feats[torch.from_numpy(image_of)]  # one row per question
+        model, secs = train_head(params, encoding, encoded, feats, targets, train, seed=params.seed + f)
+        seconds += secs
+        guesses = predict(model, encoded, feats, test).argmax(1)
+        accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses.tolist(), test)])))
+    return accs, seconds
+
+
+_SENTENCES: dict[str, dict] = {}
+CACHE: Path | None = None  # --cache: image features and frozen question embeddings between runs
+
+
+def _encoded(encoding: QuestionEncoding, questions: list[str]) -> dict[str, torch.Tensor]:
+    """Word encoders: the fold's own vocabulary. A frozen MiniLM depends on no fold: embed once."""
+    if encoding.vocab is not None:
+        return encoding.encode(questions)
+    cached = CACHE / f"daquar-questions-{encoding.encoder}-{encoding.max_len}.pt" if CACHE else None
+    if encoding.encoder not in _SENTENCES and cached and cached.is_file():
+        _SENTENCES[encoding.encoder] = torch.load(cached, weights_only=True)
+    if encoding.encoder not in _SENTENCES:
+        started = time.perf_counter()
+        _SENTENCES[encoding.encoder] = encoding.encode(questions)
+        if cached:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(_SENTENCES[encoding.encoder], cached)
+        print(f"  {encoding.encoder} question embeddings in {time.perf_counter() - started:.0f} s (once)", flush=True)
+    return _SENTENCES[encoding.encoder]
+
+
+def head_params(args, encoder: str, fusion: str, loss: str) -> Params:
+    return Params.model_validate({
+        "seed": 0, "lr": args.lr, "weight_decay": args.weight_decay, "epochs": args.epochs,
+        "batch_size": args.batch_size, "label_smoothing": args.label_smoothing,
+        "vqa": {"question_encoder": encoder, "fusion": fusion, "hidden": args.hidden, "dropout": args.dropout,
+                "embed_dim": args.embed_dim, "loss": loss, "min_word_count": args.min_word_count}})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DAQUAR)
+    ap.add_argument("--folds", type=int, default=5, help="image-grouped folds; each scores unseen images")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the image folds")
+    ap.add_argument("--features", nargs="+", default=["g480"], choices=sorted(FEATURE_SIZES),
+                    help="image feature sets; several: each is tried, then '+' joins them (first encoder/fusion)")
+    ap.add_argument("--join", action="store_true", help="also train on all --features concatenated")
+    ap.add_argument("--encoders", nargs="+", default=["bow", "bilstm", "transformer", "minilm"])
+    ap.add_argument("--fusions", nargs="+", default=["concat", "mul"], help="attention: use --features grid")
+    ap.add_argument("--losses", nargs="+", default=["cross_entropy"], choices=["cross_entropy", "soft_bce"])
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--embed-dim", type=int, default=300)
+    ap.add_argument("--dropout", type=float, default=0.5)
+    ap.add_argument("--min-word-count", type=int, default=1)
+    ap.add_argument("--top-k", type=int, default=1000, help="answer vocabulary size")
+    ap.add_argument("--no-question-only", action="store_true", help="skip the question-only head")
+    ap.add_argument("--feature-batch", type=int, default=16)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/vqa-daquar-features"),
+                    help="folder keeping the image features between runs ('' : none)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; on a shared machine 1 is several times faster than 2")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    global CACHE
+    CACHE = args.cache if str(args.cache) else None
+    if not args.data.is_file():
+        raise SystemExit(f"{args.data}: not found (the DAQUAR archive of ../shared/datasets)")
+    torch.manual_seed(0)
+    print(f"torch threads {torch.get_num_threads()}, load {load()}", flush=True)
+
+    started = time.perf_counter()
+    images, rows = read_daquar(args.data)
+    names = sorted(images)
+    index = {n: i for i, n in enumerate(names)}
+    questions = [r["question"] for r in rows]
+    answers = [normalize_answer(r["answer"]) for r in rows]
+    image_of = np.array([index[r["image"]] for r in rows])
+    folds = image_folds(names, args.folds, args.seed)
+    print(f"{len(names)} images, {len(rows)} questions, {len(set(answers))} distinct answers; read in "
+          f"{time.perf_counter() - started:.0f} s; {args.folds} folds grouped by image", flush=True)
+
+    blind = []
+    for test_images in folds:
+        is_test = np.isin(image_of, test_images)
+        blind.append(first_words_prior(questions, answers, np.flatnonzero(~is_test), np.flatnonzero(is_test)))
+    print(f"blind (most common answer for the first words of the question): {report(blind)}", flush=True)
+
+    feature_sets = compute_features([images[n] for n in names], args.features, args.feature_batch,
+                                    CACHE)
+    if args.join and len(args.features) > 1:
+        feature_sets["+".join(args.features)] = torch.cat([feature_sets[n].flatten(1) for n in args.features], dim=1)
+    first = (args.encoders[0], args.fusions[0], args.losses[0])
+    runs = [(f, *first) for f in feature_sets] if len(feature_sets) > 1 else []
+    best_features = list(feature_sets)[-1]
+    runs += [(best_features, e, fu, lo) for e in args.encoders for fu in args.fusions for lo in args.losses]
+    done = set()
+    # question only: the image features zeroed, same head (concat, so the question path stands alone)
+    zero = {"none": torch.zeros(len(names), 1)}
+    blind_head = [] if args.no_question_only else [("none", first[0], "concat", first[2])]
+    for feat, encoder, fusion, loss in blind_head + runs:
+        if (feat, encoder, fusion, loss) in done:
+            continue
+        done.add((feat, encoder, fusion, loss))
+        params = head_params(args, encoder, fusion, loss)
+        feats = zero[feat] if feat == "none" else feature_sets[feat]
+        accs, secs = run_config(params, questions, answers, feats, image_of, folds, args.top_k)
+        what = "question only" if feat == "none" else f"image {feat}"
+        print(f"{encoder:12s} {fusion:7s} {loss:14s} {what:18s} {report(accs)}  train {secs:6.1f} s "
+              f"({secs / len(folds):.1f} s/fold)  load {load()}", flush=True)
+
+
+def report(accs: list[float]) -> str:
+    return f"{100 * np.mean(accs):5.2f}% [{100 * min(accs):.1f}-{100 * max(accs):.1f}]"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Scoring VQA predictions (no torch: evaluate reads what predict saved).
+
+metrics/eval.json holds, per split (test first, then val):
+
+- `vqa_accuracy`: the official VQA accuracy (answers.vqa_accuracy: both sides normalized as
+  vqaEval.py does; min(1, matching humans / 3) averaged over the leave-one-out subsets of the
+  human answers; exact match when a question has one answer);
+- `accuracy`: plain accuracy, the prediction against the most common human answer (normalized);
+  for single-answer sets (easy-VQA, DAQUAR) it equals vqa_accuracy;
+- `per_answer_type`: vqa_accuracy per answer type, when the data names types;
+- `answerability` (VizWiz, when `answerable` is given): `accuracy` of answerability read from the
+  answer (predicting "unanswerable" says not answerable), and vqa_accuracy over the answerable
+  and over the unanswerable questions.
+
+The CSVs dvc plots reads keep classification's shape: per answer (the most common human answer
+as the class), confusion rows (expected, predicted) and a reliability diagram (the mean VQA score
+against the top answer's confidence, 15 bins closed on the right).
+"""
+
+import json
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import VistageError
+from ..evaluation import CALIBRATION_BINS, DIGITS, EVAL_SPLITS
+from .answers import normalize_answer, per_type_accuracy, vqa_accuracy
+
+UNANSWERABLE = "unanswerable"
+
+
+@dataclass
+class VqaPredictions:
+    splits: np.ndarray  # test, val or unlabeled, per question
+    index: np.ndarray  # question rows of the store's questions.csv
+    qids: np.ndarray
+    image_ids: np.ndarray
+    image_rows: np.ndarray  # store rows of the images
+    questions: np.ndarray
+    human: np.ndarray  # the human answers, a JSON list per question ("" when unanswered)
+    answer_types: np.ndarray
+    answerable: np.ndarray  # "1", "0" or "" (not given)
+    answers: np.ndarray  # the predicted answer
+    confidence: np.ndarray  # its softmax probability
+
+    @property
+    def split_names(self) -> list[str]:
+        return [name for name in EVAL_SPLITS if (self.splits == name).any()]
+
+    @property
+    def headline(self) -> str:
+        if not self.split_names:
+            raise VistageError("no test or val questions to evaluate")
+        return self.split_names[0]
+
+    def rows(self, keep: np.ndarray) -> "VqaPredictions":
+        return VqaPredictions(*(getattr(self, f.name)[keep] for f in fields(self)))
+
+    def of(self, split: str) -> "VqaPredictions":
+        return self.rows(self.splits == split)
+
+    def human_answers(self) -> list[list[str]]:
+        return [json.loads(a) if a else [] for a in self.human]
+
+    def save(self, path: str | Path) -> None:
+        from ..io import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, task=np.array("vqa"), **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VqaPredictions":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(**{f.name: data[f.name] for f in fields(cls)})
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            raise VistageError(f"{path}: not a VQA predictions file written by predict; rerun the predict "
+                               "stage") from None
+
+
+def is_vqa_predictions(path: str | Path) -> bool:
+    """Whether predict wrote VQA predictions at `path` (else classification's logits)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return "task" in data.files and str(data["task"]) == "vqa"
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError):
+        return False
+
+
+def most_common(answers: list[str]) -> str:
+    """The most common normalized answer ("" for none); of equally common ones, the first given."""
+    return Counter(normalize_answer(a) for a in answers).most_common(1)[0][0] if answers else ""
+
+
+def score_rows(pred: VqaPredictions) -> tuple[list[str], np.ndarray]:
+    """(expected answer, VQA accuracy of the prediction) per question; NaN when unanswered."""
+    human = pred.human_answers()
+    expected = [most_common(a) for a in human]
+    score = np.array([vqa_accuracy(p, a) if a else np.nan for p, a in zip(pred.answers, human)])
+    return expected, score
+
+
+def _answered(pred: VqaPredictions) -> VqaPredictions:
+    keep = pred.human != ""
+    if not keep.any():
+        raise VistageError(f"the {'/'.join(pred.split_names) or 'predicted'} questions have no answers to "
+                           "evaluate against")
+    return pred.rows(keep)
+
+
+def vqa_metrics(pred: VqaPredictions) -> dict:
+    """The scores of one split's answered questions (module docstring)."""
+    pred = _answered(pred)
+    human = pred.human_answers()
+    typed = (pred.answer_types != "").all()
+    scores = per_type_accuracy(list(pred.answers), human, list(pred.answer_types) if typed else None, DIGITS)
+    expected = [most_common(a) for a in human]
+    plain = np.mean([normalize_answer(p) == e for p, e in zip(pred.answers, expected)])
+    out = {"questions": int(len(pred.index)), "vqa_accuracy": scores["overall"],
+           "accuracy": round(float(plain), DIGITS)}
+    if scores["per_type"]:
+        out["per_answer_type"] = scores["per_type"]
+    if (pred.answerable != "").all():
+        out["answerability"] = answerability(pred, human)
+    return out
+
+
+def answerability(pred: VqaPredictions, human: list[list[str]]) -> dict:
+    truth = pred.answerable == "1"
+    said = np.array([normalize_answer(a) != UNANSWERABLE for a in pred.answers])
+    score = np.array([vqa_accuracy(p, a) for p, a in zip(pred.answers, human)])
+    out = {"accuracy": round(float((said == truth).mean()), DIGITS)}
+    for name, part in (("vqa_accuracy_answerable", truth), ("vqa_accuracy_unanswerable", ~truth)):
+        if part.any():
+            out[name] = round(float(score[part].mean()), DIGITS)
+    return out
+
+
+def split_metrics(pred: VqaPredictions) -> dict:
+    """What metrics/eval.json holds: the scores of each split predicted, test first."""
+    return {name: vqa_metrics(pred.of(name)) for name in pred.split_names}
+
+
+def per_answer_table(pred: VqaPredictions) -> pd.DataFrame:
+    """Precision, recall and F1 per expected answer (the most common human answer as the class)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    pred = _answered(pred)
+    expected = [most_common(a) for a in pred.human_answers()]
+    predicted = [normalize_answer(a) for a in pred.answers]
+    labels = sorted(set(expected))
+    precision, recall, f1, support = precision_recall_fscore_support(expected, predicted, labels=labels,
+                                                                     zero_division=0)
+    return pd.DataFrame({"class": labels, "precision": precision.round(4), "recall": recall.round(4),
+                         "f1": f1.round(4), "support": support})
+
+
+def confusion_rows(pred: VqaPredictions) -> pd.DataFrame:
+    pred = _answered(pred)
+    return pd.DataFrame({"actual": [most_common(a) for a in pred.human_answers()],
+                         "predicted": [normalize_answer(a) for a in pred.answers]})
+
+
+def confusion_pairs(rows: pd.DataFrame) -> pd.DataFrame:
+    """`confusion_rows` as one row per (expected, predicted) answer pair that occurs: count, and
+    rate = count / questions of the expected answer (classification's confusion_pairs columns)."""
+    counts = rows.value_counts(["actual", "predicted"]).rename("count").reset_index()
+    counts = counts.sort_values(["actual", "predicted"], kind="stable", ignore_index=True)
+    totals = counts.groupby("actual")["count"].transform("sum")
+    counts["rate"] = (counts["count"] / totals).round(6)
+    return counts
+
+
+def calibration_bins(pred: VqaPredictions, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Reliability: per non-empty bin of confidence, its mean confidence and mean VQA score."""
+    pred = _answered(pred)
+    _, score = score_rows(pred)
+    confidence = np.clip(pred.confidence.astype(np.float64), 0.0, 1.0)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.searchsorted(edges[1:-1], confidence)  # (lo, hi] bins
+    used = np.unique(which)
+    return pd.DataFrame({"bin_lower": edges[used].round(DIGITS), "bin_upper": edges[used + 1].round(DIGITS),
+                         "confidence": [round(float(confidence[which == b].mean()), DIGITS) for b in used],
+                         "accuracy": [round(float(score[which == b].mean()), DIGITS) for b in used],
+                         "count": [int((which == b).sum()) for b in used]})

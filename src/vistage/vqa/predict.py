@@ -1,0 +1,176 @@
+"""predict with task: vqa: the best checkpoint run once over the test, validation and unanswered
+questions. It writes
+
+- the predictions table (CSV, the headline split and the unanswered questions): qid, image,
+  question, answer, confidence, expected (the most common human answer, when known), score (its
+  VQA accuracy), answer_type, and the image's store row (for the report's gallery);
+- the VizWiz submission JSON `[{"image": ..., "answer": ...}]`: the unanswered questions when
+  there are any (a test file without answers), else the headline split;
+- what evaluate reads (`VqaPredictions.save`, an .npz of string and number arrays, no pickles),
+  so evaluate scores without torch.
+
+The model, the answer vocabulary and the question encoding all come from the checkpoint.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..errors import VistageError
+from ..evaluation import EVAL_SPLITS
+from .answers import AnswerVocab
+from .metrics import VqaPredictions, score_rows
+
+
+def load_vqa_model(checkpoint: Path, device: torch.device):
+    """(model in eval mode, answer vocabulary, question encoding, normaliser, params) of a VQA
+    checkpoint."""
+    from ..batches import Normalizer
+    from ..params import Params
+    from .model import QuestionEncoding, create_vqa_model
+
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or "vqa" not in state or "params" not in state:
+        raise VistageError(f"{checkpoint}: not a task: vqa checkpoint (no answer vocabulary in it); train with "
+                           "task: vqa first")
+    params = Params.model_validate(state["params"]).model_copy(update={"pretrained": False})  # weights: below
+    vocab = AnswerVocab.from_dict(state["vqa"]["answers"])
+    encoding = QuestionEncoding.from_state(state["vqa"]["questions"])
+    model = create_vqa_model(params, encoding, len(vocab))
+    model.load_state_dict(state.get("ema") or state["model"])
+    model.to(device).eval()
+    norm = state["normalize"]
+    return model, vocab, encoding, Normalizer(norm["mean"], norm["std"], device, size=params.input_size), params
+
+
+def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
+                      batch_size: int = 256) -> VqaPredictions:
+    from ..data.split import load_split
+    from ..data.store import load_store
+    from ..runtime import resolve_device
+    from .data import load_questions
+    from .task import VqaTask
+
+    dev = resolve_device(device)
+    model, vocab, encoding, normalize, params = load_vqa_model(checkpoint, dev)
+    store, questions, split = load_store(store_dir), load_questions(store_dir), load_split(split_path)
+    if len(split) != len(questions):
+        raise VistageError(f"{split_path}: {len(split)} rows but {store_dir} has {len(questions)} questions; "
+                           "rerun split")
+    wanted = split[split["split"].isin((*EVAL_SPLITS, "unlabeled"))]
+    if wanted.empty:
+        raise VistageError(f"{split_path}: no test, val or unanswered questions to predict")
+    task = VqaTask(params, questions, np.zeros(0, np.int64), vocab, encoding)
+    rows = wanted["index"].to_numpy()
+    chunks = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+    top, confidence = [], []
+    with torch.no_grad():
+        for x, _, _, inputs in task.batches(store.images, chunks):
+            probs = task.forward(model, normalize(x.to(dev)), inputs, dev).float().softmax(1).cpu()
+            conf, ids = probs.max(1)
+            top.append(ids.numpy())
+            confidence.append(conf.numpy())
+    part = questions.iloc[rows]
+    answers = np.array(vocab.answers, dtype=object)[np.concatenate(top)]
+    return VqaPredictions(wanted["split"].to_numpy(str), rows, part["qid"].to_numpy(str),
+                          part["image_name"].to_numpy(str), part["image"].to_numpy(np.int64),
+                          part["question"].to_numpy(str), part["answers"].to_numpy(str),
+                          part["answer_type"].to_numpy(str), part["answerable"].to_numpy(str),
+                          answers.astype(str), np.concatenate(confidence).astype(np.float32))
+
+
+def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | None,
+                  submission_json: Path | None) -> str:
+    """The predictions CSV and the submission (its rows as a CSV and as VizWiz's JSON); what they
+    hold, in words."""
+    from ..io import atomic_path, write_text
+
+    unanswered = pred.of("unlabeled")
+    shown = pred.rows(np.isin(pred.splits, (pred.headline, "unlabeled"))) if pred.split_names else unanswered
+    with atomic_path(table_path) as tmp:
+        prediction_table(shown).to_csv(tmp, index=False)
+    submitted = unanswered if len(unanswered.index) else pred.of(pred.headline)
+    if submission is not None:
+        with atomic_path(submission) as tmp:
+            prediction_table(submitted).to_csv(tmp, index=False)
+    if submission_json is not None:
+        entries = [{"image": image, "answer": answer} for image, answer in zip(submitted.image_ids, submitted.answers)]
+        write_text(submission_json, json.dumps(entries, indent=1) + "\n")
+    what = "unanswered" if len(unanswered.index) else pred.headline
+    written = ", ".join(str(path) for path in (submission, submission_json) if path is not None) or "no submission"
+    return f"{len(shown.index)} questions -> {table_path}; {len(submitted.index)} {what} -> {written}"
+
+
+def predict_stage(p, checkpoint: Path, out: Path, store: Path | None, split: Path | None, logits: Path | None,
+                  submission: Path | None, submission_json: Path | None, gradcam: Path | None, cost: Path | None,
+                  input: Path | None, images: Path | None) -> None:
+    """The predict stage with task: vqa. Grad-CAM and the inference cost are classification's:
+    their outputs (declared in dvc.yaml for both tasks) say so instead of holding stale files."""
+    import typer
+
+    from ..io import atomic_dir, write_json
+
+    if input is not None:
+        pred = predict_new_questions(checkpoint, input, images, p)
+        return typer.echo(f"predict: {write_outputs(pred, out, submission, submission_json)}")
+    missing = [f"--{name}" for name, value in (("store", store), ("split", split), ("logits", logits)) if value is None]
+    if missing:
+        raise VistageError(f"predict: {', '.join(missing)} needed (or --input PATH to predict new questions)")
+    pred = predict_questions(checkpoint, store, split, p.device)
+    pred.save(logits)
+    typer.echo(f"predict: {write_outputs(pred, out, submission, submission_json)}, {logits}")
+    if gradcam is not None:
+        from ..gradcam import INDEX, INDEX_COLUMNS
+
+        with atomic_dir(gradcam) as tmp:
+            pd.DataFrame(columns=INDEX_COLUMNS).to_csv(tmp / INDEX, index=False)
+    if cost is not None:
+        from ..cost import device_name
+        from ..runtime import resolve_device
+
+        write_json(cost, {"device": device_name(resolve_device(p.device)), "task": "vqa",
+                          "note": "inference latency is measured for task: classify only"})
+
+
+def prediction_table(pred: VqaPredictions) -> pd.DataFrame:
+    expected, score = score_rows(pred)
+    return pd.DataFrame({"qid": pred.qids, "split": pred.splits, "image": pred.image_ids, "question": pred.questions,
+                         "answer": pred.answers, "confidence": pred.confidence.round(5), "expected": expected,
+                         "score": np.round(score, 4), "answer_type": pred.answer_types, "image_index": pred.image_rows})
+
+
+def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path | None, p) -> VqaPredictions:
+    """predict --input: questions from a JSON (VizWiz's test file: no answers needed) or CSV file,
+    their images in `images` (a folder or archive; default: the file's folder), decoded as the
+    checkpoint's store was (its size, data.resize) into a temporary store, then predicted. Bad
+    entries and images follow data.on_bad_image."""
+    import tempfile
+
+    import pandas as pd
+
+    from .data import load_questions, write_vqa_store
+    from .sources import load_vqa_source
+
+    if not questions_file.is_file() or questions_file.suffix.lower() not in (".json", ".csv"):
+        raise VistageError(f"--input: {questions_file} is not a .json or .csv questions file")
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or "vqa" not in state:
+        raise VistageError(f"{checkpoint}: not a task: vqa checkpoint (no answer vocabulary in it)")
+    trained_data = state["params"].get("data", {})
+    dp = p.data.model_copy(update={"path": str(questions_file), "root": str(images or questions_file.parent),
+                                   "image_size": int(state["image_size"]),
+                                   "resize": trained_data.get("resize", p.data.resize)})
+    vp = p.vqa.model_copy(update={"source": questions_file.suffix.lower()[1:], "questions_file": None})
+    source = load_vqa_source(dp, vp)
+    with tempfile.TemporaryDirectory(prefix="vistage-predict-") as tmp:
+        store = Path(tmp) / "store"
+        write_vqa_store(store, source, dp)
+        questions = load_questions(store)
+        split = pd.DataFrame({"index": questions["index"],
+                              "split": ["unlabeled" if a == "" else "test" for a in questions["answers"]]})
+        split.to_csv(Path(tmp) / "split.csv", index=False)
+        return predict_questions(checkpoint, store, Path(tmp) / "split.csv", p.device)

@@ -1,0 +1,48 @@
+"""The report of task: vqa (report.py's `build_report` uses VQA_SECTIONS for it): the VQA metrics
+per split and per answer type, answerability, their change since the baseline revision, the
+learning curves, and a gallery of wrong answers (image, question, expected, predicted,
+confidence, score), most confident first."""
+
+import numpy as np
+
+from ..report import (_csv, _json, _splits, _store_images, change_section, curves_section, params_section,
+                      training_section)
+from ..reporting.blocks import Card, Gallery, Section, Table, Text
+from ..reporting.charts import png_bytes
+
+WRONG_ANSWERS = 24
+
+
+def vqa_metrics_section(params, inputs) -> Section:
+    splits = _splits(_json(inputs.metrics))
+    blocks = []
+    for title, prefix, name in (("", "", "metric"), ("VQA accuracy per answer type", "per_answer_type.", "answer type"),
+                                ("Answerability", "answerability.", "metric")):
+        keys = sorted({k for m in splits.values() for k in m if k.startswith(prefix) and (prefix or "." not in k)})
+        if keys:
+            rows = [[k[len(prefix):], *(m.get(k, "") for m in splits.values())] for k in keys]
+            blocks += ([Text(title)] if title else []) + [Table([name, *splits], rows)]
+    return Section("Test metrics", blocks)
+
+
+def wrong_answers_section(params, inputs) -> Section | None:
+    if not inputs.predictions.is_file():
+        return None
+    predictions = _csv(inputs.predictions, ("question", "answer", "confidence", "expected", "score", "image_index"),
+                       dtype=str)
+    answered = predictions[predictions["expected"] != ""]
+    wrong = answered[answered["score"].astype(float) < 1]
+    if answered.empty or wrong.empty:
+        return Section("Wrong answers", [Text(f"All {len(answered)} answers right." if len(answered) else
+                                              "No answered questions to compare with.")])
+    shown = wrong.assign(confidence=wrong["confidence"].astype(float)).sort_values(
+        "confidence", ascending=False, kind="stable").head(WRONG_ANSWERS)
+    images = _store_images(inputs.store)
+    cards = [Card(png_bytes(np.asarray(images[int(r.image_index)])) if images is not None else None, r.question,
+                  r.expected, r.answer, r.confidence, note=f"score {float(r.score):.2f}") for r in shown.itertuples()]
+    text = f"{len(wrong)} of {len(answered)} answers not fully right; the {len(cards)} most confident:"
+    return Section("Wrong answers", [Text(text), Gallery("wrong_answer", cards)])
+
+
+VQA_SECTIONS = [vqa_metrics_section, change_section, training_section, curves_section, wrong_answers_section,
+                params_section]

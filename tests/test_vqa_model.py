@@ -1,0 +1,218 @@
+"""VQA model side: each question encoder and fusion learns on a tiny generated set, the question
+encoding survives a checkpoint, the losses, and how the training engine's freeze and lr groups see
+the model."""
+
+import json
+
+import pytest
+import torch
+
+from vistage.errors import VistageError
+from vistage.models import set_backbone_frozen, train_mode
+from vistage.optim import param_groups
+from vistage.params import Params, check_keywords
+from vistage.vqa.losses import vqa_loss
+from vistage.vqa.model import FUSIONS, QUESTION_ENCODERS, QuestionEncoding, create_vqa_model
+
+COLORS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
+ANSWERS = ["red", "green", "blue", "yes", "no"]
+
+
+def tiny_vqa(n_images: int = 18, seed: int = 0):
+    """Images of one flat colour; per image "what colour is it?" and "is it <colour>?": the answer
+    needs both the image and the question."""
+    g = torch.Generator().manual_seed(seed)
+    names = list(COLORS)
+    images, questions, targets = [], [], []
+    for i in range(n_images):
+        color = names[i % 3]
+        image = torch.tensor(COLORS[color]).view(3, 1, 1).expand(3, 8, 8) + 0.1 * torch.randn(3, 8, 8, generator=g)
+        asked = names[int(torch.randint(3, (1,), generator=g))]
+        for question, answer in ((f"what colour is the picture?", color),
+                                 (f"is the picture {asked}?", "yes" if asked == color else "no")):
+            images.append(image)
+            questions.append(question)
+            targets.append(torch.eye(len(ANSWERS))[ANSWERS.index(answer)])
+    return torch.stack(images), questions, torch.stack(targets)
+
+
+def vqa_params(encoder: str = "bow", fusion: str = "mul", **vqa) -> Params:
+    return Params.model_validate({"model": "simple_cnn", "label_smoothing": 0.0,
+                                  "vqa": {"question_encoder": encoder, "fusion": fusion, "hidden": 32,
+                                          "embed_dim": 16, "dropout": 0.0, **vqa}})
+
+
+def train_steps(params: Params, steps: int = 20, lr: float = 3e-3, backbone_lr_scale: float = 1.0
+                ) -> tuple[float, float]:
+    """The loss on the whole tiny set before and after `steps` Adam steps on batches of 16, with the
+    engine's parameter groups."""
+    torch.manual_seed(0)
+    images, questions, targets = tiny_vqa()
+    encoding = QuestionEncoding.fit(params, questions)
+    encoded = encoding.encode(questions)
+    model = create_vqa_model(params, encoding, len(ANSWERS))
+    loss_fn = vqa_loss(params)
+    optimizer = torch.optim.Adam(param_groups(model, lr, 0.0, backbone_lr_scale), lr=lr)
+
+    def full_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return loss_fn(model(images, **encoded), targets).item()
+
+    before = full_loss()
+    g = torch.Generator().manual_seed(1)
+    model.train()
+    for _ in range(steps):
+        rows = torch.randperm(len(images), generator=g)[:16]
+        loss = loss_fn(model(images[rows], **{k: v[rows] for k, v in encoded.items()}), targets[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return before, full_loss()
+
+
+@pytest.mark.parametrize("fusion", ["concat", "mul", "attention"])
+@pytest.mark.parametrize("encoder", ["bow", "bilstm", "transformer"])
+def test_each_word_encoder_and_fusion_learns(encoder, fusion):
+    before, after = train_steps(vqa_params(encoder, fusion))
+    assert after < 0.7 * before, (before, after)
+
+
+@pytest.mark.parametrize("loss", ["soft_bce", "cross_entropy"])
+def test_both_losses_train(loss):
+    before, after = train_steps(vqa_params(loss=loss))
+    assert after < 0.7 * before, (before, after)
+
+
+def test_frozen_minilm_learns_from_its_precomputed_sentences():
+    params = vqa_params("minilm", "mul")
+    encoded = QuestionEncoding.fit(params, ["is it red?"]).encode(["is it red?", "what colour?"])
+    assert set(encoded) == {"sentence"} and encoded["sentence"].shape == (2, 384)
+    before, after = train_steps(params)
+    assert after < 0.7 * before, (before, after)
+
+
+@pytest.mark.slow
+def test_fine_tuned_minilm_learns_and_trains_as_backbone():
+    params = vqa_params("minilm", "concat", question_finetune=True)
+    encoding = QuestionEncoding.fit(params, [])
+    model = create_vqa_model(params, encoding, len(ANSWERS))
+    assert set(encoding.encode(["is it red?"])) == {"input_ids", "attention_mask"}
+    head = {id(p) for p in model.get_classifier().parameters()}
+    assert not any(id(p) in head for p in model.question.parameters())  # lr * backbone_lr_scale
+    before, after = train_steps(params, backbone_lr_scale=0.03)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_question_encoding_round_trips_through_json():
+    params = vqa_params("bilstm", min_word_count=2, max_question_length=5)
+    questions = ["what colour is it?", "what is it?", "is it a dog?"]
+    encoding = QuestionEncoding.fit(params, questions)
+    state = json.loads(json.dumps(encoding.state()))  # plain lists and numbers only
+    again = QuestionEncoding.from_state(state)
+    new = ["what colour is the unseen thing at the back?"]
+    for key, tensor in encoding.encode(new).items():
+        assert torch.equal(tensor, again.encode(new)[key])
+    tokens = again.encode(new)["tokens"][0]
+    assert tokens.shape == (5,) and again.vocab.decode(tokens.tolist()) == ["what", "<unk>", "is", "<unk>", "<unk>"]
+    minilm = QuestionEncoding.from_state(json.loads(json.dumps(QuestionEncoding.fit(vqa_params("minilm"), []).state())))
+    assert minilm.encoder == "minilm" and minilm.vocab is None
+
+
+def test_bad_state_is_one_line():
+    with pytest.raises(VistageError, match="expected"):
+        QuestionEncoding.from_state({"vocab": {}})
+    with pytest.raises(VistageError, match="needs a 'vocab'"):
+        QuestionEncoding.from_state({"encoder": "bow", "max_len": 4})
+
+
+@pytest.mark.parametrize("key, registry", [("question_encoder", QUESTION_ENCODERS), ("fusion", FUSIONS)])
+def test_unknown_keyword_lists_the_valid_ones(key, registry):
+    params = vqa_params(**{key: "lstm"}) if key == "question_encoder" else vqa_params(fusion="lstm")
+    with pytest.raises(VistageError) as exc:
+        check_keywords(params, (f"vqa.{key}",))
+    assert f"vqa.{key}: 'lstm' is not valid" in str(exc.value)
+    assert ", ".join(registry.names()) in str(exc.value) and "\n" not in str(exc.value)
+    if key == "fusion":
+        with pytest.raises(VistageError, match="valid: attention, concat, mul"):
+            create_vqa_model(params, QuestionEncoding.fit(params, ["a"]), 3)
+
+
+def test_freeze_backbone_trains_question_fusion_and_head_only():
+    params = vqa_params("bilstm", "concat")
+    model = create_vqa_model(params, QuestionEncoding.fit(params, ["is it red?"]), 4)
+    set_backbone_frozen(model, True)
+    train_mode(model, backbone_frozen=True)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"question", "fusion", "head"}
+    assert not model.backbone.training and model.head.training and model.question.training
+    backbone = [g for g in param_groups(model, 1e-3, 0.0, 0.1) if g["name"] == "backbone"]
+    assert sum(p.numel() for g in backbone for p in g["params"]) == sum(p.numel() for p in model.backbone.parameters())
+    assert {g["lr"] for g in backbone} == {1e-3 * 0.1}
+
+
+def test_features_in_place_of_images_give_the_same_answers():
+    params = vqa_params()
+    images, questions, _ = tiny_vqa(3)
+    encoding = QuestionEncoding.fit(params, questions)
+    model = create_vqa_model(params, encoding, len(ANSWERS)).eval()
+    encoded = encoding.encode(questions)
+    with torch.no_grad():
+        assert torch.allclose(model(images, **encoded), model(model.image_features(images), **encoded))
+
+
+def test_timm_backbone_gives_its_pooled_features():
+    params = vqa_params().model_copy(update={"model": "resnet18"})
+    model = create_vqa_model(params, QuestionEncoding.fit(params, ["a"]), 3)
+    assert model.image_dim == 512 and model.image_features(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+
+
+@pytest.mark.parametrize("fusion", ["attention", "concat"])
+def test_image_grid_gives_region_vectors_to_the_fusion(fusion):
+    params = vqa_params(fusion=fusion, image_grid=2).model_copy(update={"model": "resnet18"})
+    encoding = QuestionEncoding.fit(params, ["is it red?"])
+    model = create_vqa_model(params, encoding, 3).eval()
+    images = torch.randn(2, 3, 64, 64)
+    regions = model.image_features(images)
+    assert regions.shape == (2, 5, 512)  # the whole image, then 2 x 2 regions
+    assert torch.allclose(regions[:, 0], regions[:, 1:].mean(1), atol=1e-5)  # the whole is the mean of the four
+    encoded = encoding.encode(["is it red?", "is it blue?"])
+    with torch.no_grad():
+        assert torch.allclose(model(images, **encoded), model(regions, **encoded), atol=1e-5)
+    with pytest.raises(VistageError, match="image_grid"):
+        create_vqa_model(vqa_params(image_grid=2), encoding, 3)  # simple_cnn: no feature map
+
+
+def test_soft_bce_is_the_mean_bce_times_the_answers():
+    logits, targets = torch.randn(4, 6), torch.rand(4, 6)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / 4
+    assert torch.allclose(vqa_loss(vqa_params(loss="soft_bce"))(logits, targets), expected)
+
+
+def test_cross_entropy_takes_the_best_answer_and_skips_unanswerable_rows():
+    logits = torch.randn(3, 4)
+    targets = torch.tensor([[0.3, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.6, 0.3]])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([1, 2]))
+    assert torch.allclose(vqa_loss(vqa_params(loss="cross_entropy"))(logits, targets), expected)
+
+
+def test_backbone_features_once_equal_the_model_on_images():
+    from vistage.batches import Normalizer
+    from vistage.vqa.features import cacheable, image_features
+
+    params = vqa_params()
+    images, questions, _ = tiny_vqa(3)
+    encoding = QuestionEncoding.fit(params, questions)
+    model = create_vqa_model(params, encoding, len(ANSWERS)).train()
+    pixels = torch.randint(0, 256, (6, 8, 8, 3), dtype=torch.uint8)
+    normalize = Normalizer((0.5,) * 3, (0.25,) * 3, torch.device("cpu"))
+    features = image_features(model, pixels.numpy(), normalize, batch_size=4)  # numpy, as a store holds them
+    assert model.training and features.shape == (6, model.image_dim)  # computed in eval mode, mode restored
+    encoded = encoding.encode(questions)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(features, **encoded), model(normalize(pixels), **encoded), atol=1e-5)
+    assert not cacheable(params)  # the default trains the backbone
+    assert cacheable(params.model_copy(update={"freeze": "backbone", "augment": []}))
+    assert not cacheable(params.model_copy(update={"freeze": "backbone", "augment": ["flip"]}))
+    assert not cacheable(params.model_copy(update={"freeze": "backbone", "freeze_epochs": 2, "augment": []}))

@@ -1,0 +1,341 @@
+"""task: vqa through the six stages: training (the classification engine with VQA's hooks),
+resume after kill -9, predict, evaluate and report; and end to end through `dvc exp run`."""
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from vistage.recipes import merge as merged
+
+from .conftest import ROOT, TINY, default_params, run_env
+
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+VQA_TINY = {"task": "vqa", "epochs": 2, "batch_size": 16, "lr": 0.01, "augment": [], "model": "simple_cnn",
+            "data": {"image_size": 8, "workers": 1}, "vqa": {"source": "json"}}
+
+
+def _png(rgb) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_vqa_json(folder: Path, n_images: int = 60, seed: int = 0) -> Path:
+    """Images of one colour each, two questions per image with 10 crowd answers (mostly right)."""
+    rng = random.Random(seed)
+    (folder / "images").mkdir(parents=True)
+    entries = []
+    for i in range(n_images):
+        color = list(COLORS)[i % 3]
+        (folder / "images" / f"img{i}.png").write_bytes(_png(COLORS[color]))
+        crowd = [color] * 8 + [rng.choice(["dunno", "Red."])] * 2
+        entries.append({"image": f"img{i}.png", "question": "What colour is it?", "question_id": f"{i}-c",
+                        "answers": [{"answer": a, "answer_confidence": "yes"} for a in crowd],
+                        "answer_type": "other", "answerable": 1})
+        yes = "yes" if color == "red" else "no"
+        entries.append({"image": f"img{i}.png", "question": "Is it red?", "question_id": f"{i}-r",
+                        "answers": [{"answer": yes, "answer_confidence": "yes"}] * 10, "answer_type": "yes/no",
+                        "answerable": 1})
+    (folder / "qa.json").write_text(json.dumps(entries))
+    return folder
+
+
+def vqa_params(folder: Path, **override):
+    from vistage.params import Params
+
+    data = {"path": str(folder / "qa.json"), "root": str(folder / "images")}
+    return Params.model_validate(merged(merged(merged(default_params(), TINY), VQA_TINY),
+                                        merged({"data": data}, override)))
+
+
+@pytest.fixture(scope="module")
+def vqa_store(tmp_path_factory):
+    from vistage.vqa.data import load_questions, vqa_split_table, write_vqa_store
+    from vistage.vqa.sources import load_vqa_source
+
+    base = tmp_path_factory.mktemp("vqa")
+    folder = make_vqa_json(base / "raw")
+    p = vqa_params(folder)
+    write_vqa_store(base / "prepared", load_vqa_source(p.data, p.vqa), p.data)
+    vqa_split_table(load_questions(base / "prepared"), 0.2, 0.2, 0).to_csv(base / "split.csv", index=False)
+    return base
+
+
+def test_vqa_trains_with_the_classification_engine_and_checkpoints_its_vocabularies(vqa_store, tmp_path):
+    from vistage.checkpoint import load_checkpoint
+    from vistage.training import TrainPaths, train
+
+    p = vqa_params(vqa_store / "raw", epochs=3, ema_decay=0.5, scheduler="cosine", warmup_epochs=0)
+    paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
+    result = train(p, paths)
+    assert result["epochs_trained"] == 3 and 0 < result["best_val_acc"] <= 1
+    state = load_checkpoint(paths.models / "best.pt")
+    answers = state["vqa"]["answers"]["answers"]
+    assert answers[:2] == ["no", "yes"] or set(answers) >= {"red", "green", "blue", "yes", "no"}
+    assert "dunno" in answers and "red" in answers and "Red." not in answers  # normalized, from train only
+    assert state["vqa"]["questions"]
+
+
+def test_mixing_augmentations_are_refused_for_vqa_and_per_sample_ones_run(vqa_store, tmp_path):
+    from vistage.errors import VistageError
+    from vistage.training import TrainPaths, train
+
+    paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
+    for augment in (["flip", "mixup"], ["cutmix"]):
+        with pytest.raises(VistageError, match=f"augment: '{augment[-1]}' does not work with task: vqa"):
+            train(vqa_params(vqa_store / "raw", augment=augment), paths)
+    p = vqa_params(vqa_store / "raw", augment=["random_resized_crop", "flip"], num_workers=1, epochs=1,
+                   vqa={"batch_by_image": True})
+    assert train(p, paths)["epochs_trained"] == 1  # per-sample ones on each batch's images, in a worker
+
+
+@pytest.fixture(scope="module")
+def trained(vqa_store, tmp_path_factory):
+    """A VQA checkpoint on the generated store, and the params file it was trained with."""
+    from vistage.training import TrainPaths, train
+
+    out = tmp_path_factory.mktemp("trained")
+    p = vqa_params(vqa_store / "raw", epochs=2)
+    (out / "params.yaml").write_text(yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False))
+    train(p, TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", out / "models", out / "live"))
+    return out
+
+
+def test_predict_evaluate_report_for_vqa(vqa_store, trained, tmp_path):
+    import pandas as pd
+
+    from stages.evaluate import evaluate
+    from stages.predict import predict
+    from stages.report import report
+
+    params, out = trained / "params.yaml", tmp_path
+    predict(params, trained / "models" / "best.pt", out / "predictions.csv", vqa_store / "prepared",
+            vqa_store / "split.csv", out / "logits.npz", submission_json=out / "submission.json")
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(table.columns[:8]) == ["qid", "split", "image", "question", "answer", "confidence", "expected",
+                                       "score"]
+    assert set(table["split"]) == {"test"} and table["expected"].isin(["red", "green", "blue", "yes", "no"]).all()
+    submission = json.loads((out / "submission.json").read_text())
+    assert len(submission) == len(table) and set(submission[0]) == {"image", "answer"}
+    assert submission[0]["image"] == table["image"][0]
+    evaluate(out / "logits.npz", out / "eval.json", out / "per_class.csv", out / "confusion.csv",
+             out / "calibration.csv")
+    metrics = json.loads((out / "eval.json").read_text())
+    assert set(metrics) == {"test", "val"}
+    test = metrics["test"]
+    assert test["questions"] == len(table)
+    assert test["vqa_accuracy"] == pytest.approx(table["score"].mean(), abs=1e-4)
+    assert set(test["per_answer_type"]) == {"other", "yes/no"} and test["answerability"]["accuracy"] == 1.0
+    report(params, out / "eval.json", trained / "live", out / "per_class.csv", out / "confusion.csv",
+           out / "predictions.csv", vqa_store / "prepared", out / "index.html")
+    page = (out / "index.html").read_text()
+    assert "VQA accuracy per answer type" in page and "yes/no" in page
+    assert "Wrong answers" in page and ("most confident" in page or "All " in page)
+
+
+# -- resume after kill -9 ---------------------------------------------------------------------
+
+VQA_KILL = {"epochs": 3, "max_steps_per_epoch": 4}
+
+
+def _vqa_train_dir(vqa_store, dest: Path) -> tuple[Path, list[str]]:
+    (dest / "data").mkdir(parents=True)
+    os.symlink(vqa_store / "prepared", dest / "data" / "prepared")
+    os.symlink(vqa_store / "split.csv", dest / "data" / "split.csv")
+    p = vqa_params(vqa_store / "raw", **VQA_KILL)
+    (dest / "params.yaml").write_text(yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False))
+    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--params", "params.yaml", "--store", "data/prepared",
+           "--split", "data/split.csv", "--models", "models", "--live", "metrics/train"]
+    return dest, cmd
+
+
+def _final(work: Path) -> dict:
+    metrics = json.loads((work / "metrics/train/metrics.json").read_text())
+    metrics.pop("throughput")
+    curves = {str(p.relative_to(work)): p.read_text() for p in sorted((work / "metrics/train/plots").rglob("*.tsv"))
+              if "throughput" not in p.name}
+    return {"metrics.json": metrics, **curves}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, last_epoch", [("after:last.pt@1", 1), ("validate:2", 1)])
+def test_kill_9_of_a_vqa_train_then_the_rerun_resumes_to_the_same_result(vqa_store, tmp_path, point, last_epoch):
+    from vistage.checkpoint import load_checkpoint
+
+    from .test_guarantees import KILLER
+
+    reference, cmd = _vqa_train_dir(vqa_store, tmp_path / "reference")
+    subprocess.run(cmd, cwd=reference, env=run_env(), check=True, capture_output=True, timeout=600)
+    work, cmd = _vqa_train_dir(vqa_store, tmp_path / "killed")
+    killed = subprocess.run([sys.executable, "-c", KILLER, point, *cmd[1:]], cwd=work, env=run_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert load_checkpoint(work / "models" / "last.pt")["epoch"] == last_epoch
+    resumed = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from models/last.pt at epoch {last_epoch + 1}/3" in resumed.stdout + resumed.stderr
+    assert _final(work) == _final(reference)
+    best = [load_checkpoint(w / "models" / "best.pt")["vqa"] for w in (work, reference)]
+    assert best[0] == best[1]
+
+
+# -- end to end through dvc --------------------------------------------------------------------
+
+def easy_vqa_slice(folder: Path, images_per_part: dict[str, int]) -> Path:
+    """A few hundred easy-VQA questions as a VizWiz-style JSON beside their images."""
+    import shutil
+
+    import easy_vqa
+
+    (folder / "images").mkdir(parents=True)
+    entries = []
+    for part, n in images_per_part.items():
+        texts, answers, image_ids = getattr(easy_vqa, f"get_{part}_questions")()
+        paths = getattr(easy_vqa, f"get_{part}_image_paths")()
+        for k, (text, answer, image_id) in enumerate(zip(texts, answers, image_ids)):
+            if image_id < n:  # several questions an image: each needs its own question_id
+                name = f"{part}-{image_id}.png"
+                shutil.copy(paths[image_id], folder / "images" / name)
+                entries.append({"image": name, "question": text, "question_id": f"{part}-{k}",
+                                "answers": [{"answer": answer}]})
+    (folder / "qa.json").write_text(json.dumps(entries))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_dvc_exp_run_task_vqa_on_a_slice_of_easy_vqa(tmp_path):
+    from .conftest import copy_project, run
+
+    project = copy_project(tmp_path / "project")
+    data = easy_vqa_slice(tmp_path / "easy-vqa-slice", {"train": 30, "test": 10})
+    sets = {"task": "vqa", "vqa.source": "json", "data.path": str(data / "qa.json"), "data.root": str(data / "images"),
+            "data.image_size": 16, "epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "augment": "[flip]",
+            "vqa.hidden": 32, "vqa.embed_dim": 16}
+    exp = run(["dvc", "exp", "run", *[a for k, v in sets.items() for a in ("-S", f"{k}={v}")]], project)
+    assert [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")] == \
+        ["prepare", "split", "train", "predict", "evaluate", "report"]
+    questions = len(json.loads((data / "qa.json").read_text()))
+    assert json.loads((project / "metrics/data.json").read_text())["questions"] == questions
+    split = json.loads((project / "metrics/split.json").read_text())
+    assert sum(split[s]["images"] for s in ("train", "val", "test")) == 40
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    assert 0 <= metrics["test"]["vqa_accuracy"] <= 1 and metrics["test"]["accuracy"] == metrics["test"]["vqa_accuracy"]
+    submission = json.loads((project / "reports/submission.json").read_text())
+    assert len(submission) == metrics["test"]["questions"] and set(submission[0]) == {"image", "answer"}
+    assert "Wrong answers" in (project / "reports/index.html").read_text()
+    shown = run(["dvc", "metrics", "show", "--json"], project).stdout
+    assert "vqa_accuracy" in shown
+    assert not json.loads(run(["dvc", "status", "--json"], project).stdout)  # everything up to date
+
+
+def test_batches_by_image_keep_each_images_questions_together_and_encode_each_image_once(vqa_store):
+    import torch
+
+    from vistage.data.store import load_store
+    from vistage.vqa.data import load_questions
+    from vistage.vqa.task import VqaTask
+
+    p = vqa_params(vqa_store / "raw", batch_size=8, vqa={"batch_by_image": True})
+    questions = load_questions(vqa_store / "prepared")
+    rows = np.arange(len(questions))
+    task = VqaTask(p, questions, rows)
+    batches = task.epoch_batches(rows, p, torch.Generator().manual_seed(0), True, 0, 1)
+    assert sorted(np.concatenate(batches).tolist()) == rows.tolist()  # every question once (120 = 15 x 8)
+    split_images = sum(len(set(task.image_of[b])) for b in batches) - len(set(task.image_of))
+    assert split_images == 0  # two questions an image, 8 a batch: no image spans two batches
+    images = load_store(vqa_store / "prepared").images
+    x, target, got, inputs = next(task.batches(images, batches[:1]))
+    assert len(x) == 4 and target.shape == (8, len(task.vocab)) and (got == batches[0]).all()
+    assert (np.asarray(images)[task.image_of[got]] == x[inputs["image_index"]].numpy()).all()
+    plain = task.epoch_batches(rows, vqa_params(vqa_store / "raw", batch_size=8), torch.Generator().manual_seed(0),
+                               True, 0, 1)
+    assert sum(len(set(task.image_of[b])) for b in plain) > len(set(task.image_of))  # random questions
+
+
+def _vqa_recipes() -> list[str]:
+    from vistage.recipes import load_recipe, recipe_names
+
+    return [n for n in recipe_names(ROOT / "recipes") if load_recipe(n, ROOT / "recipes").get("task") == "vqa"]
+
+
+VQA_DATA_KEYS = {"source", "questions_file", "image_column", "question_column", "answer_column", "answer_type_column"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _vqa_recipes())
+def test_each_vqa_recipe_trains_a_few_batches_into_a_usable_model(name, vqa_store, tmp_path):
+    """A task: vqa recipe's training params (its data aside) on the generated store: 2 epochs of 2
+    batches; the checkpoint predicts."""
+    from vistage.recipes import load_recipe
+    from vistage.training import TrainPaths, train
+    from vistage.vqa.predict import predict_questions
+
+    overrides = {k: v for k, v in load_recipe(name, ROOT / "recipes").items() if k != "data"}
+    overrides["vqa"] = {k: v for k, v in overrides.get("vqa", {}).items() if k not in VQA_DATA_KEYS}
+    smoke = {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 2, "num_workers": 0}
+    if overrides.get("freeze_epochs"):
+        smoke["freeze_epochs"] = 1
+    if overrides.get("input_size"):
+        smoke["input_size"] = 32
+    p = vqa_params(vqa_store / "raw", **merged(overrides, smoke))
+    paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
+    result = train(p, paths)
+    assert np.isfinite(result["train/loss"]) and result["epochs_trained"] == 2
+    pred = predict_questions(paths.models / "best.pt", paths.store, paths.split, "cpu")
+    assert len(pred.answers) == len(pred.index) > 0
+
+
+def test_predict_input_takes_a_test_json_without_answers(trained, tmp_path):
+    from stages.predict import predict
+    from vistage.errors import VistageError
+
+    test = tmp_path / "test"
+    (test / "pics").mkdir(parents=True)
+    entries = []
+    for i, color in enumerate(["red", "blue", "green"]):
+        (test / "pics" / f"VizWiz_test_{i}.png").write_bytes(_png(COLORS[color]))
+        entries.append({"image": f"VizWiz_test_{i}.png", "question": "What colour is it?"})
+    entries.append({"image": "VizWiz_test_9.png", "question": "What colour is it?"})  # no such image
+    (test / "test.json").write_text(json.dumps(entries))
+    args = dict(params=trained / "params.yaml", checkpoint=trained / "models" / "best.pt", out=tmp_path / "p.csv",
+                input=test / "test.json", images=test / "pics", submission_json=tmp_path / "submission.json")
+    with pytest.raises(VistageError, match=r"1 bad image\(s\): .*test.json entry 3 \(image 'VizWiz_test_9.png' not"):
+        predict(**args)
+    entries.pop()
+    (test / "test.json").write_text(json.dumps(entries))
+    predict(**args)
+    submission = json.loads((tmp_path / "submission.json").read_text())
+    assert [e["image"] for e in submission] == [f"VizWiz_test_{i}.png" for i in range(3)]
+    table = __import__("pandas").read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert (table["split"] == "unlabeled").all() and (table["expected"] == "").all()
+
+
+def test_a_frozen_image_encoder_is_run_once_and_trains_as_without_the_cache(vqa_store, tmp_path, monkeypatch):
+    """freeze: backbone, freeze_epochs: 0, no augmentation: the image features are computed once;
+    the run ends with the metrics of a run that encodes every batch's images."""
+    from vistage.training import TrainPaths, train
+    from vistage.vqa import features, task
+
+    p = vqa_params(vqa_store / "raw", freeze="backbone", epochs=2, augment=[])
+    runs, real = {}, task.VqaTask.cache_features
+    for name, cacheable in (("cached", features.cacheable), ("uncached", lambda params: False)):
+        monkeypatch.setattr(features, "cacheable", cacheable)
+        calls = []
+        monkeypatch.setattr(task.VqaTask, "cache_features",
+                            lambda self, *a: (real(self, *a), calls.append(self.features is not None)))
+        out = tmp_path / name
+        result = train(p, TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", out / "models", out / "live"))
+        runs[name] = ({k: round(v, 5) for k, v in result.items() if k != "throughput"}, calls)
+    assert runs["cached"][1] == [True] and runs["uncached"][1] == [False]
+    assert runs["cached"][0] == runs["uncached"][0]
