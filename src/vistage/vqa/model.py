@@ -400,9 +400,11 @@ class VqaModel(nn.Module):
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)
 
-    def forward(self, images: torch.Tensor, **question) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, image_index: torch.Tensor | None = None, **question) -> torch.Tensor:
         # fewer than 4 dims: the image features already (vqa.features.backbone_features, frozen backbone)
         features = images if images.ndim < 4 else self.backbone(images)
+        if image_index is not None:  # each image once in `images`; question i asks about image_index[i]
+            features = features[image_index]
         return self.head(self.fusion(features, self.question(**question)))
 
 
