@@ -277,7 +277,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the image folds")
     ap.add_argument("--features", nargs="+", default=["g480"], choices=sorted(FEATURE_SIZES),
                     help="image feature sets; several: each is tried, then '+' joins them (first encoder/fusion)")
-    ap.add_argument("--join", action="store_true", help="also train on all --features concatenated")
+    ap.add_argument("--join", action="store_true", help="train on all --features concatenated (only)")
     ap.add_argument("--encoders", nargs="+", default=["bow", "bilstm", "transformer", "minilm"])
     ap.add_argument("--fusions", nargs="+", default=["concat", "mul"], help="attention: use --features grid")
     ap.add_argument("--losses", nargs="+", default=["cross_entropy"], choices=["cross_entropy", "soft_bce"])
@@ -328,6 +328,8 @@ def main() -> None:
     if args.join and len(args.features) > 1:
         feature_sets["+".join(args.features)] = torch.cat([feature_sets[n].flatten(1) for n in args.features], dim=1)
     first = (args.encoders[0], args.fusions[0], args.losses[0])
+    if args.join and len(args.features) > 1:  # the joined set alone
+        feature_sets = {n: f for n, f in feature_sets.items() if "+" in n}
     runs = [(f, *first) for f in feature_sets] if len(feature_sets) > 1 else []
     best_features = list(feature_sets)[-1]
     runs += [(best_features, e, fu, lo) for e in args.encoders for fu in args.fusions for lo in args.losses]

@@ -29,7 +29,8 @@ def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: 
         chunks = []
         for start in range(0, len(images_uint8), batch_size):
             batch = images_uint8[start:start + batch_size]
-            batch = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
+            # a copy: a store's memory map is read-only, which torch.from_numpy warns about
+            batch = torch.from_numpy(np.array(batch)) if isinstance(batch, np.ndarray) else batch
             out = backbone(normalize(batch.to(device, non_blocking=True)))
             chunks.append(out.float().cpu())  # [B, D], or [B, R, D] region vectors (vqa.image_grid)
         if not chunks:
