@@ -53,6 +53,8 @@ DEFINING["r1-vqa"] = {"task": "vqa", "vqa.source": "json", "model": "resnet50", 
                       "vqa.question_encoder": "bow", "vqa.fusion": "concat", "vqa.loss": "soft_bce"}
 DEFINING["r2-vqa"] = {"task": "vqa", "vqa.source": "json", "pretrained": True, "vqa.question_encoder": "minilm",
                       "vqa.loss": "soft_bce"}
+DEFINING["daquar"] = {"task": "vqa", "vqa.source": "csv", "data.path": "../shared/datasets/daquar-train.tar",
+                      "pretrained": True, "freeze": "backbone", "freeze_epochs": 0, "augment": []}
 for _name in ("r3-scratch", "r3-frozen", "r3-finetune", "r3-two-stage"):  # CIFAR-10 as JPEG folders
     DEFINING[_name] |= {"data.source": "folder", "data.path": "../shared/datasets/cifar10-train.tar"}
 
