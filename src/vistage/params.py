@@ -91,6 +91,18 @@ class Params(_Strict):
     max_steps_per_epoch: int = Field(0, ge=0, description="cap the batches per epoch (0: all; for smoke runs)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to train")
     devices: int = Field(1, ge=1, description="processes for DistributedDataParallel (torchrun); 1: no DDP")
+    # fast training (issue 11)
+    feature_cache: bool = Field(True, description="frozen backbone, no augment: compute its features once, "
+                                                  "train the classifier on them")
+    patch_whitening: bool = Field(False, description="models with a patch-whitening first layer (airbench): "
+                                                     "initialise it from the training images' patch covariance")
+    translate_pad: int = Field(2, ge=1, le=64, description="translate augmentation: reflect-pad by this many "
+                                                          "pixels, crop back at a random offset")
+    tta: list[Literal["flip", "translate"]] = Field(
+        default_factory=list, description="test-time augmentation in validation and predict: average the logits "
+                                          "over flipped and/or 1-pixel translated views")
+    data_on_device: bool = Field(False, description="copy the training images (uint8) to the device once "
+                                                    "instead of one batch at a time")
     data: DataParams = Field(default_factory=DataParams)
 
     def training_dict(self) -> dict[str, Any]:

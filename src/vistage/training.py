@@ -34,6 +34,7 @@ from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restor
 from .data.split import load_split
 from .data.store import Store, load_store
 from .errors import VistageError
+from . import feature_cache
 from .io import atomic_dir
 from .inference import predict_logits
 from .losses import LOSSES
@@ -85,7 +86,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     with _progress_bars(dist) as progress:
         epochs_task = progress.add_task("epochs", total=params.epochs, completed=standing.epoch, info="")
         for epoch in range(standing.epoch, params.epochs):
-            wrapped = _wrapped_for(epoch, params, c, wrapped)
+            wrapped = _wrapped_for(epoch, params, data, c, wrapped)
             train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
             metrics = {**train_metrics, **_validate(params, data, c), "lr": c.schedule.lr, "throughput": throughput}
             c.schedule.step_epoch(metrics[monitor])
@@ -181,6 +182,7 @@ class Components:
     ema: nn.Module | None  # timm's ModelEmaV3 when ema_decay is set
     shuffle_gen: torch.Generator
     drop_last: bool  # drop the last partial batch (unless it would be the only one)
+    features: feature_cache.FeatureCache | None = None  # the frozen backbone's features, while it is frozen
 
 
 def _build(params: Params, data: TrainData, device: torch.device, dist: distributed.Dist) -> Components:
@@ -290,6 +292,7 @@ class _Wrapped:
     module: nn.Module  # what the training step calls
     frozen: bool  # whether the backbone was frozen when it was built
     trainable: list[torch.Tensor]  # the parameters that require grad: what grad_clip clips
+    cached: bool = False  # the classifier alone, fed features from c.features
 
 
 def _backbone_frozen(params: Params, epoch: int) -> bool:
@@ -297,7 +300,7 @@ def _backbone_frozen(params: Params, epoch: int) -> bool:
     return params.freeze == "backbone" and (params.freeze_epochs == 0 or epoch < params.freeze_epochs)
 
 
-def _wrapped_for(epoch: int, params: Params, c: Components, current: _Wrapped | None) -> _Wrapped:
+def _wrapped_for(epoch: int, params: Params, data: TrainData, c: Components, current: _Wrapped | None) -> _Wrapped:
     """The module the training step calls in `epoch`: DDP around the model (when distributed),
     compiled if asked. DDP registers only the parameters that require grad when it is built, so
     it is built again when a two-stage run thaws the backbone."""
@@ -308,6 +311,11 @@ def _wrapped_for(epoch: int, params: Params, c: Components, current: _Wrapped | 
         set_backbone_frozen(c.model, frozen)
         if epoch and not frozen:
             c.say(f"epoch {epoch + 1}: backbone unfrozen")
+    c.features = _feature_cache(params, data, c) if frozen else None  # thawed: free it
+    if c.features is not None:
+        from .models import classifier
+
+        return _Wrapped(classifier(c.model), frozen, [p for p in c.model.parameters() if p.requires_grad], True)
     module = c.model
     if c.dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -318,6 +326,22 @@ def _wrapped_for(epoch: int, params: Params, c: Components, current: _Wrapped | 
     return _Wrapped(module, frozen, [p for p in c.model.parameters() if p.requires_grad])
 
 
+def _feature_cache(params: Params, data: TrainData, c: Components) -> "feature_cache.FeatureCache | None":
+    """The frozen backbone's features of the train and val images, computed once (feature_cache.py)."""
+    if c.features is not None or not params.feature_cache:
+        return c.features
+    if why_not := feature_cache.why_not_cached(params, c.model):
+        c.say(f"[dim]feature cache off: {why_not}[/]", soft_wrap=True)
+        return None
+    rows = np.concatenate([data.train_idx, data.val_idx])
+    started = time.perf_counter()
+    cache = feature_cache.compute_features(c.model, data.store.images, rows, c.normalize, params.batch_size * 2,
+                                           c.device, c.precision.autocast())
+    c.say(f"frozen backbone: features of {len(cache.rows)} images computed once in "
+          f"{time.perf_counter() - started:.1f}s; the classifier trains on them", soft_wrap=True)
+    return cache
+
+
 def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wrapped: _Wrapped,
                  progress: Progress) -> tuple[dict, float]:
     """One pass over this process's share of the epoch's batches: the training loss and accuracy
@@ -325,7 +349,9 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
     train_mode(c.model, wrapped.frozen)
     batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
                             c.dist.world, params.max_steps_per_epoch)
-    if c.per_sample is None:
+    if wrapped.cached:
+        loader = c.features.batches(data.labels, batches)
+    elif c.per_sample is None:
         loader = store_batches(data.store.images, data.labels, batches)
     else:  # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
         loader = transformed_batches(c.per_sample, batches, params.num_workers,
@@ -351,11 +377,13 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
 def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: int, params: Params,
                       c: Components, wrapped: _Wrapped) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Augment one batch, run the model, backpropagate the loss: (logits, labels on the device, loss)."""
-    x = c.plan.apply_batch(c.normalize(x.to(c.device, non_blocking=True)))
+    x = x.to(c.device, non_blocking=True)
+    if not wrapped.cached:  # cached features are already the backbone's output
+        x = c.plan.apply_batch(c.normalize(x))
     y = y.to(c.device, non_blocking=True)
     # soft targets from MixUp/CutMix feed the loss; accuracy counts the original labels
     x, target = c.plan.mix(x, y) if c.plan.mix else (x, y)
-    if params.channels_last:
+    if params.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     # DDP: all-reduce gradients only on the micro-batch that completes a step
     sync = nullcontext() if step_now or not c.dist.enabled else wrapped.module.no_sync()
@@ -390,8 +418,11 @@ def _validate(params: Params, data: TrainData, c: Components) -> dict:
     metrics = {}
     if len(data.val_idx) and c.dist.is_main:
         evaluated = c.ema.module if c.ema is not None else c.model
-        logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
-                                      params.batch_size * 2, c.device)
+        if c.features is not None:  # frozen backbone: its cached features through the classifier
+            logits, rows = c.features.logits(evaluated, data.val_idx, params.batch_size * 2)
+        else:
+            logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
+                                          params.batch_size * 2, c.device)
         y_val = torch.from_numpy(data.labels[rows])
         metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
         metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
