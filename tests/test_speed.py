@@ -44,3 +44,83 @@ def test_cache_off_with_augmentation_says_why(digits_store, tmp_path, capsys):
     train(tiny_params(model="simple_cnn", freeze="backbone", epochs=1, augment=["flip"]),
           train_paths(digits_store, tmp_path))
     assert "feature cache off: augment" in capsys.readouterr().err
+
+
+def test_patch_whitening_whitens_patches():
+    from vistage.models import AirbenchNet
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 16, 16).cumsum(-1)  # strongly correlated neighbouring pixels
+    net = AirbenchNet(10, (8, 16, 16))
+    net.init_whitening(x)
+    out = torch.nn.functional.conv2d(x, net.whiten.weight[:12])  # the 12 whitened directions
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12).double()
+    cov = torch.cov(flat.T)
+    assert torch.allclose(cov, torch.diag(torch.diagonal(cov)), atol=0.05)  # decorrelated
+    assert not net.whiten.weight.requires_grad
+
+
+def test_airbench_trains_with_its_keywords(digits_store, tmp_path):
+    """The issue-11 keywords together: airbench_small, patch whitening, Nesterov SGD, triangular
+    schedule, translate, data on the device, flip+translate TTA in validation and predict."""
+    from vistage.inference import TrainedModel
+
+    params = tiny_params(model="airbench_small", patch_whitening=True, optimizer="sgd", lr=0.2, momentum=0.85,
+                         scheduler="triangular", warmup_epochs=0.5, augment=["flip", "translate"], translate_pad=1,
+                         data_on_device=True, tta=["flip", "translate"], label_smoothing=0.2, epochs=2, input_size=16,
+                         data={"image_size": 8})
+    paths = train_paths(digits_store, tmp_path)
+    result = train(params, paths)
+    assert result["val/acc"] > 0.3  # chance: 0.1
+    trained = TrainedModel(paths.models / "best.pt", torch.device("cpu"))
+    from vistage.data.store import load_store
+
+    store = load_store(paths.store)
+    logits, rows = trained.logits(store.images, np.arange(20))
+    assert logits.shape == (20, 10) and list(rows) == list(range(20))
+
+
+def test_data_on_device_trains_as_from_the_store(digits_store, tmp_path):
+    a = train(tiny_params(epochs=1), train_paths(digits_store, tmp_path / "a"))
+    b = train(tiny_params(epochs=1, data_on_device=True), train_paths(digits_store, tmp_path / "b"))
+    a.pop("throughput"), b.pop("throughput")
+    assert a == b
+
+
+def test_tta_views():
+    from vistage.inference import tta_logits
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    x = torch.randn(5, 3, 8, 8)
+    plain = tta_logits(model, x)
+    assert torch.allclose(plain, model(x))
+    flipped = tta_logits(model, x, ["flip"])
+    assert torch.allclose(flipped, (model(x) + model(x.flip(-1))) / 2, atol=1e-6)
+    assert tta_logits(model, x, ["flip", "translate"]).shape == (5, 4)
+
+
+def test_triangular_schedule_rises_then_falls():
+    from vistage.optim import SCHEDULERS
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = SCHEDULERS.get("triangular", "scheduler")(opt, tiny_params(epochs=4, warmup_epochs=1), 10)
+    lrs = [schedule.lr]
+    for _ in range(40):
+        opt.step()
+        schedule.step_batch()
+        lrs.append(schedule.lr)
+    assert lrs[0] == pytest.approx(0.2) and max(lrs) == pytest.approx(1.0) and lrs.index(1.0) == 10
+    assert lrs[-1] == pytest.approx(0.07)
+
+
+def test_translate_shifts_within_pad():
+    from vistage.augment import build_augment
+
+    plan = build_augment(["translate"], 8, 10, tiny_params(translate_pad=2))
+    x = torch.arange(64.0).view(1, 1, 8, 8).repeat(16, 3, 1, 1)
+    out = plan.apply_batch(x)
+    assert out.shape == x.shape
+    # the centre pixel moves by at most 2 in each direction
+    centre = x[0, 0, 4, 4]
+    for img in out[:, 0]:
+        assert (img[2:7, 2:7] == centre).any()

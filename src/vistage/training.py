@@ -28,7 +28,8 @@ from torch import nn
 
 from . import distributed
 from .augment import AugmentPlan, build_augment
-from .batches import Normalizer, SampleTransformed, channel_stats, epoch_batches, store_batches, transformed_batches
+from .batches import (Normalizer, SampleTransformed, channel_stats, epoch_batches, resident_batches, resident_store,
+                      store_batches, transformed_batches)
 from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restore_training, save_checkpoint,
                          training_state)
 from .data.split import load_split
@@ -38,7 +39,7 @@ from . import feature_cache
 from .io import atomic_dir
 from .inference import predict_logits
 from .losses import LOSSES
-from .models import build_from_params, check_input_fits, set_backbone_frozen, train_mode
+from .models import build_from_params, check_input_fits, set_backbone_frozen, train_mode, whiten_first_layer
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
 from .precision import Precision, cpu_bf16_hint, resolve_precision
@@ -183,6 +184,7 @@ class Components:
     shuffle_gen: torch.Generator
     drop_last: bool  # drop the last partial batch (unless it would be the only one)
     features: feature_cache.FeatureCache | None = None  # the frozen backbone's features, while it is frozen
+    resident: tuple[torch.Tensor, torch.Tensor] | None = None  # data_on_device: the store's images and labels there
 
 
 def _build(params: Params, data: TrainData, device: torch.device, dist: distributed.Dist) -> Components:
@@ -193,6 +195,9 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
     num_classes = len(data.store.classes)
     model = build_from_params(params, num_classes)
     mean, std = _normalization(params, model, data.store.images, data.train_idx)
+    if params.patch_whitening:  # from the first 5,000 training images: no random draw, same on resume
+        sample = torch.from_numpy(data.store.images[np.sort(data.train_idx)[:5000]])
+        whiten_first_layer(model, params.model, Normalizer(mean, std, torch.device("cpu"), params.input_size)(sample))
     model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
     check_input_fits(model, params.model, params.input_size or data.store.image_size, device)
     # notes once the model is known to build and fit: a failing run shows its error line alone
@@ -215,8 +220,10 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=params.ema_decay)
+    resident = resident_store(data.store.images, data.labels, device) if params.data_on_device else None
     return Components(device, dist, say, precision, model, mean, std, normalize, optimizer, schedule, scaler,
-                      loss_fn, plan, per_sample, ema, torch.Generator().manual_seed(params.seed), drop_last)
+                      loss_fn, plan, per_sample, ema, torch.Generator().manual_seed(params.seed), drop_last,
+                      resident=resident)
 
 
 def _normalization(params: Params, model, images, train_idx) -> tuple[list[float], list[float]]:
@@ -351,6 +358,8 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
                             c.dist.world, params.max_steps_per_epoch)
     if wrapped.cached:
         loader = c.features.batches(data.labels, batches)
+    elif c.per_sample is None and c.resident is not None:
+        loader = resident_batches(*c.resident, batches)
     elif c.per_sample is None:
         loader = store_batches(data.store.images, data.labels, batches)
     else:  # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
@@ -418,11 +427,11 @@ def _validate(params: Params, data: TrainData, c: Components) -> dict:
     metrics = {}
     if len(data.val_idx) and c.dist.is_main:
         evaluated = c.ema.module if c.ema is not None else c.model
-        if c.features is not None:  # frozen backbone: its cached features through the classifier
+        if c.features is not None and not params.tta:  # frozen backbone: cached features through the classifier
             logits, rows = c.features.logits(evaluated, data.val_idx, params.batch_size * 2)
         else:
             logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
-                                          params.batch_size * 2, c.device)
+                                          params.batch_size * 2, c.device, params.tta)
         y_val = torch.from_numpy(data.labels[rows])
         metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
         metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
