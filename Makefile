@@ -25,8 +25,9 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# every speed claim against its baseline, on this machine: prints ratios, writes metrics/bench.json
 bench: install
-	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/suite.py
 
 clean:
 	rm -rf $(VENV)

@@ -124,3 +124,14 @@ def test_translate_shifts_within_pad():
     centre = x[0, 0, 4, 4]
     for img in out[:, 0]:
         assert (img[2:7, 2:7] == centre).any()
+
+
+def test_freeze_norm_keeps_batchnorm_statistics_in_fine_tuning():
+    from vistage.models import train_mode
+
+    model = build_model("resnet18", 3)
+    train_mode(model, backbone_frozen=False, norm_frozen=True)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms) and model.layer1[0].conv1.training
+    train_mode(model, backbone_frozen=False)
+    assert all(m.training for m in norms)

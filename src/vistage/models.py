@@ -206,13 +206,19 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         p.requires_grad = True
 
 
-def train_mode(model: nn.Module, backbone_frozen: bool) -> None:
+def train_mode(model: nn.Module, backbone_frozen: bool, norm_frozen: bool = False) -> None:
     """model.train(), except that a frozen backbone stays in eval mode, so its BatchNorm running
-    statistics (from pretraining) are not re-estimated on the new data: a true linear probe."""
+    statistics (from pretraining) are not re-estimated on the new data: a true linear probe.
+    `norm_frozen` keeps every BatchNorm layer in eval mode in fine-tuning too: small batches of a
+    small data set would otherwise replace the pretrained statistics with noisy ones."""
     model.train()
     if backbone_frozen:
         model.eval()
         classifier(model).train()
+    elif norm_frozen:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def build_model(name: str, num_classes: int, pretrained: bool | str = False, drop_rate: float = 0.0,

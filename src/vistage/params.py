@@ -103,6 +103,8 @@ class Params(_Strict):
                                           "over flipped and/or 1-pixel translated views")
     data_on_device: bool = Field(False, description="copy the training images (uint8) to the device once "
                                                     "instead of one batch at a time")
+    freeze_norm: bool = Field(False, description="keep BatchNorm statistics as pretrained while fine-tuning "
+                                                 "(small data, small batches)")
     data: DataParams = Field(default_factory=DataParams)
 
     def training_dict(self) -> dict[str, Any]:

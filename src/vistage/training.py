@@ -353,7 +353,7 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
                  progress: Progress) -> tuple[dict, float]:
     """One pass over this process's share of the epoch's batches: the training loss and accuracy
     (summed over all processes) and the images per second."""
-    train_mode(c.model, wrapped.frozen)
+    train_mode(c.model, wrapped.frozen, params.freeze_norm)
     batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
                             c.dist.world, params.max_steps_per_epoch)
     if wrapped.cached:
