@@ -96,9 +96,9 @@ class _Block(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
-        self.norm1 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
+        self.norm1 = nn.BatchNorm2d(c_out, momentum=0.4)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4)
+        self.norm2 = nn.BatchNorm2d(c_out, momentum=0.4)
         self.act = nn.GELU()
         for norm in (self.norm1, self.norm2):
             norm.weight.requires_grad = False
