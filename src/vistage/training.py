@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from . import distributed
+from . import distributed, feature_cache
 from .augment import AugmentPlan, build_augment
 from .batches import (Normalizer, SampleTransformed, channel_stats, epoch_batches, resident_batches, resident_store,
                       store_batches, transformed_batches)
@@ -35,11 +35,11 @@ from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restor
 from .data.split import load_split
 from .data.store import Store, load_store
 from .errors import VistageError
-from . import feature_cache
 from .io import atomic_dir
 from .inference import predict_logits
 from .losses import LOSSES
-from .models import build_from_params, check_input_fits, set_backbone_frozen, train_mode, whiten_first_layer
+from .models import (build_from_params, check_input_fits, classifier, set_backbone_frozen, train_mode,
+                     whiten_first_layer)
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
 from .precision import Precision, cpu_bf16_hint, resolve_precision
@@ -320,8 +320,6 @@ def _wrapped_for(epoch: int, params: Params, data: TrainData, c: Components, cur
             c.say(f"epoch {epoch + 1}: backbone unfrozen")
     c.features = _feature_cache(params, data, c) if frozen else None  # thawed: free it
     if c.features is not None:
-        from .models import classifier
-
         return _Wrapped(classifier(c.model), frozen, [p for p in c.model.parameters() if p.requires_grad], True)
     module = c.model
     if c.dist.enabled:
