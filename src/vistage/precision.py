@@ -83,4 +83,5 @@ def _measured_here(path: str = "metrics/bench.json") -> str:
         return ": measure yours with `make bench`"
     if cpu != here:
         return f": measure yours with `make bench` ({path} is from another CPU, {cpu})"
-    return f": `make bench` measured {ratio:.2f}x fp32 for ResNet-18 at 32 px on this CPU ({cpu})"
+    return (f": `make bench` measured {ratio:.2f}x fp32 for ResNet-18 at 32 px on a CPU of this model ({cpu}, "
+            f"{path}); rerun it here to know yours")
