@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-fast install bench clean
+.PHONY: repro test test-fast install bench plots clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(BIN)/vistage: pyproject.toml
@@ -24,6 +24,11 @@ test: install
 # the quick tier: everything but the tests marked slow (end-to-end dvc runs, DDP, real data sets)
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# `dvc plots show` as reports/plots/index.html, viewable offline (the Vega libraries inlined);
+# make plots REVS="HEAD~1" compares the workspace with HEAD~1 (dvc plots diff)
+plots: install
+	$(BIN)/python -m vistage.offline_plots $(if $(REVS),diff $(REVS),show)
 
 # every speed claim against its baseline, on this machine: prints ratios, writes metrics/bench.json
 bench: install

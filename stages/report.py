@@ -1,4 +1,6 @@
-"""report: one self-contained HTML page of params, metrics, curves, confusion matrix and mistakes."""
+"""report: one self-contained HTML page, and the same as markdown for pull requests: metrics and
+their change since a git revision, inference cost, curves, calibration, confusion, per-class
+scores, mistakes, Grad-CAM examples and params."""
 
 from pathlib import Path
 from typing import Annotated
@@ -9,22 +11,34 @@ from vistage.command import ParamsFile, run, single_command
 
 
 def report(params: ParamsFile,
-           metrics: Annotated[Path, typer.Option(help="test metrics to read (JSON)")],
+           metrics: Annotated[Path, typer.Option(help="metrics of each split to read (JSON)")],
            live: Annotated[Path, typer.Option(help="DVCLive directory of training to read")],
            per_class: Annotated[Path, typer.Option(help="per-class scores to read (CSV)")],
-           confusion: Annotated[Path, typer.Option(help="confusion data to read (CSV)")],
+           confusion: Annotated[Path, typer.Option(help="confusion data to read (CSV: actual, predicted)")],
            predictions: Annotated[Path, typer.Option(help="predictions table to read (CSV)")],
            store: Annotated[Path, typer.Option(help="the prepared store (images of the mistakes)")],
-           out: Annotated[Path, typer.Option(help="HTML report to write")]) -> None:
-    """One self-contained HTML page: params, metrics, learning curves, confusion matrix, mistakes."""
-    from vistage.io import write_text
+           out: Annotated[Path, typer.Option(help="HTML report to write")],
+           calibration: Annotated[Path | None, typer.Option(help="reliability bins to read (CSV)")] = None,
+           confusion_pairs: Annotated[Path | None, typer.Option(
+               help="class-pair counts to read instead of --confusion (CSV: actual, predicted, count)")] = None,
+           cost: Annotated[Path | None, typer.Option(help="inference cost to read (JSON)")] = None,
+           gradcam: Annotated[Path | None, typer.Option(help="folder of Grad-CAM images with index.csv")] = None,
+           markdown: Annotated[Path | None, typer.Option(help="markdown report to write")] = None,
+           markdown_files: Annotated[Path | None, typer.Option(
+               help="folder to write the markdown's images in (default: NAME_files beside it)")] = None,
+           baseline: Annotated[str | None, typer.Option(
+               help="git revision to compare the metrics with (default: params report_baseline_rev)")] = None,
+           ) -> None:
+    """One self-contained HTML page (and optionally markdown): metrics and their change since a
+    git revision, cost, curves, calibration, confusion, per-class scores, mistakes, Grad-CAM, params."""
     from vistage.params import load_params
-    from vistage.report import ReportInputs, build_report
+    from vistage.report import ReportInputs, build_report, write_report
 
     p = load_params(params, keywords=())
-    inputs = ReportInputs(metrics, live, per_class, confusion, predictions, store)
-    write_text(out, build_report(p, inputs))
-    typer.echo(f"report: {out}")
+    inputs = ReportInputs(metrics, live, per_class, confusion, predictions, store, calibration, confusion_pairs,
+                          cost, gradcam, baseline if baseline is not None else p.report_baseline_rev)
+    write_report(build_report(p, inputs), out, markdown, markdown_files)
+    typer.echo(f"report: {out}" + (f", {markdown}" if markdown else ""))
 
 
 app = single_command(report)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from vistage.errors import VistageError
-from vistage.evaluation import (Predictions, calibration_bins, classification_metrics, eval_rows,
+from vistage.evaluation import (Predictions, calibration_bins, classification_metrics, confusion_pairs, eval_rows,
                                 expected_calibration_error, split_metrics)
 
 
@@ -62,6 +62,44 @@ def test_top5_counts_classes_absent_from_the_split():
     # 7 classes, only a and b in the split: sklearn needs `labels=` to score it at all
     m = classification_metrics(predictions([[6, 5, 4, 3, 2, 1, 0]] * 2, [0, 1]))
     assert m["top5_accuracy"] == 1.0
+
+
+# 6 classes a..f, 3 images, only a and b in the split; predicted a, f, a; true a, b, b:
+#   row  softmax a    b    c    d    e    f     true  top-1 (confidence)  correct  true in top 5
+#   0        .62  .10  .10  .10  .04  .04      a     a (.62)             yes      yes (1st)
+#   1        .04  .06  .10  .10  .08  .62      b     f (.62)             no       yes (5th: f c d e b)
+#   2        .70  .02  .07  .07  .07  .07      b     a (.70)             no       no (6th)
+SIX = predictions(np.log([[.62, .1, .1, .1, .04, .04], [.04, .06, .1, .1, .08, .62], [.7, .02, .07, .07, .07, .07]]),
+                  [0, 1, 1])
+
+
+def test_top5_ece_and_macro_over_present_classes_by_hand():
+    m = classification_metrics(SIX)
+    assert m["accuracy"] == pytest.approx(0.333333, abs=1e-6)  # 1 of 3
+    assert m["top5_accuracy"] == pytest.approx(0.666667, abs=1e-6)  # rows 0 and 1
+    # 15 bins of 1/15: .62 twice in (9/15, 10/15] (accuracy 1/2), .70 once in (10/15, 11/15] (accuracy 0):
+    # 2/3 * |.5 - .62| + 1/3 * |0 - .7| = .08 + .233333
+    assert m["ece"] == pytest.approx(0.313333, abs=1e-6)
+    # over the classes present (a, b; f is predicted but has no image, c d e neither):
+    # a P 1/2 (rows 0, 2 predicted a) R 1 F1 2/3; b never predicted: P 0 R 0 F1 0
+    assert m["precision_macro"] == pytest.approx(0.25, abs=1e-6)
+    assert m["recall_macro"] == pytest.approx(0.5, abs=1e-6)  # not (1 + 0) / 6: absent classes do not count
+    assert m["f1_macro"] == pytest.approx(0.333333, abs=1e-6)
+    assert m["recall_weighted"] == pytest.approx(0.333333, abs=1e-6)  # (1 * 1 + 2 * 0) / 3 = accuracy
+    assert m["f1_weighted"] == pytest.approx(0.222222, abs=1e-6)  # (1 * 2/3 + 2 * 0) / 3
+    # (-ln .62 - ln .06 - ln .02) / 3: log_loss knows all six classes
+    assert m["loss"] == pytest.approx(2.401157, abs=1e-6)
+
+
+def test_confusion_pairs_count_each_pair_once_with_row_rates():
+    pairs = confusion_pairs(SIX)
+    assert list(pairs.columns) == ["actual", "predicted", "count", "rate"]
+    # a -> a once (a has 1 image); b -> f once, b -> a once (b has 2)
+    assert pairs.values.tolist() == [["a", "a", 1, 1.0], ["b", "a", 1, 0.5], ["b", "f", 1, 0.5]]
+    four = confusion_pairs(FOUR)  # a->a, b->b, c->c, c->a
+    assert four.values.tolist() == [["a", "a", 1, 1.0], ["b", "b", 1, 1.0], ["c", "a", 1, 0.5], ["c", "c", 1, 0.5]]
+    many = predictions(np.tile([[3.0, 1, 0]], (1000, 1)), [0] * 600 + [2] * 400)  # every image predicted a
+    assert confusion_pairs(many).values.tolist() == [["a", "a", 600, 1.0], ["c", "a", 400, 1.0]]  # 2 rows, not 1000
 
 
 def test_weighted_and_macro_f1_on_imbalanced_classes():
@@ -181,9 +219,9 @@ def test_evaluate_writes_metrics_per_split_and_test_plots(tmp_path):
     pred = predictions(np.log(SOFTMAX_FOUR + [[.9, .05, .05]]), [0, 1, 2, 2, 0], splits=["test"] * 4 + ["val"])
     pred.save(tmp_path / "logits.npz")
     out = {name: tmp_path / "metrics" / name for name in ("eval.json", "per_class.csv", "confusion.csv",
-                                                          "calibration.csv")}
+                                                          "calibration.csv", "confusion_pairs.csv")}
     evaluate(tmp_path / "logits.npz", out["eval.json"], out["per_class.csv"], out["confusion.csv"],
-             out["calibration.csv"])
+             out["calibration.csv"], out["confusion_pairs.csv"])
     metrics = json.loads(out["eval.json"].read_text())
     assert list(metrics) == ["test", "val"]
     assert metrics["test"] == classification_metrics(FOUR) and metrics["val"]["accuracy"] == 1.0
@@ -191,3 +229,4 @@ def test_evaluate_writes_metrics_per_split_and_test_plots(tmp_path):
     assert pd.read_csv(out["per_class.csv"])["support"].tolist() == [1, 1, 2]  # the test split only
     assert len(pd.read_csv(out["confusion.csv"])) == 4
     assert pd.read_csv(out["calibration.csv"])["count"].tolist() == [2, 2]
+    assert pd.read_csv(out["confusion_pairs.csv"])["count"].tolist() == [1, 1, 1, 1]  # a-a b-b c-a c-c

@@ -327,6 +327,15 @@ CASES = [
          _src("cifar"), lambda p, b: _folder(b / "in")),
     Case("cifar-not-an-archive", "prepare", ["bad/in.tar.gz", "not a readable CIFAR archive"],
          _src("cifar", "bad/in.tar.gz"), lambda p, b: (b / "in.tar.gz").write_bytes(b"\x1f\x8b broken")),
+    # inputs of the report (what evaluate and predict wrote, given broken)
+    Case("report-cost-not-json", "report", ["bad/cost.json", "not valid JSON", "line 1"],
+         make=lambda p, b: (b / "cost.json").write_text("{oops"), args={"cost": "bad/cost.json"}),
+    Case("report-pairs-no-count", "report", ["bad/pairs.csv", "no column count"],
+         make=lambda p, b: (b / "pairs.csv").write_text("actual,predicted\n1,2\n"), args={"confusion_pairs": "bad/pairs.csv"}),
+    Case("report-gradcam-outside", "report", ["bad/cam/index.csv", "'../../params.yaml'", "is outside"],
+         make=lambda p, b: ((b / "cam").mkdir(), (b / "cam" / "index.csv").write_text(
+             "file,id,label,predicted,confidence,kind\n../../params.yaml,1,a,b,0.5,mistake\n")),
+         args={"gradcam": "bad/cam"}),
     # checkpoints given to predict
     Case("checkpoint-runs-code", "predict", ["bad/evil.pt", "never runs code"], make=_evil_pickle,
          args={"checkpoint": "bad/evil.pt"}),
@@ -342,6 +351,12 @@ CASES = [
          make=_other_classes, args={"checkpoint": "bad/other.pt"}),
     Case("checkpoint-weights-only", "predict", ["bad/w.pt", "not a vistage checkpoint"],
          make=_weights(), args={"checkpoint": "bad/w.pt"}),
+    # new images and Grad-CAM settings given to predict
+    Case("predict-input-missing", "predict", ["predict_input", "bad/none", "does not exist"],
+         {"predict_input": "bad/none"}),
+    Case("predict-input-bad-image", "predict", ["predict: 1 bad image(s)", "x/broken.png"], {"predict_input": "bad/new"},
+         lambda p, b: _folder(b / "new", {"x/broken.png": b"not a png"})),
+    Case("predict-gradcam-layer", "predict", ["gradcam_layer", "'layer9'", "not a module"], {"gradcam_layer": "layer9"}),
     # pretrained weights files given to train
     Case("weights-missing", "train", ["pretrained", "bad/none.pt", "not found"], {"pretrained": "bad/none.pt"}),
     Case("weights-runs-code", "train", ["bad/evil.pt", "never runs code"], {"pretrained": "bad/evil.pt"},
@@ -468,7 +483,7 @@ def test_the_table_covers_every_category():
     for case in CASES:
         kinds[case.id.split("-")[0]] = kinds.get(case.id.split("-")[0], 0) + 1
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
-    assert {"params", "keyword", "folder", "tar", "zip", "csv", "cifar", "checkpoint", "weights"} <= set(kinds)
+    assert {"params", "keyword", "folder", "tar", "zip", "csv", "cifar", "checkpoint", "weights", "predict"} <= set(kinds)
 
 
 # -- kill -9 of train at five points, then the plain command resumes -----------------------------

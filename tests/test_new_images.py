@@ -87,3 +87,76 @@ def test_the_predict_command_takes_input_and_refuses_half_a_store_run(trained, t
                           text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--store, --split, --logits needed (or --input PATH" in proc.stderr
+
+
+def test_the_predict_stage_writes_submission_gradcam_and_cost(trained, digits_store, tmp_path, write_params):
+    """The store run: the split's unlabeled rows and the images at predict_input go to the
+    submission (class names from the checkpoint), beside Grad-CAM overlays and the cost file."""
+    import json
+
+    from stages.predict import predict
+
+    checkpoint, images = trained
+    split = pd.read_csv(digits_store / "split.csv")
+    unlabeled = split.index[split["split"] == "train"][:7]
+    split.loc[unlabeled, "split"] = "unlabeled"  # as the split marks images without a label
+    split.to_csv(tmp_path / "split.csv", index=False)
+    params = write_params({"predict_input": str(images), "gradcam_examples": 2, "cost_repeats": 3})
+    out = {name: tmp_path / "out" / name for name in ("predictions.csv", "logits.npz", "submission.csv", "gradcam",
+                                                       "cost.json")}
+    predict(params, checkpoint, out["predictions.csv"], digits_store / "prepared", tmp_path / "split.csv",
+            out["logits.npz"], out["submission.csv"], out["gradcam"], out["cost.json"])
+    submission = pd.read_csv(out["submission.csv"], dtype=str)
+    assert len(submission) == 7 + 60 and list(submission.columns[:3]) == ["id", "predicted", "confidence"]
+    assert submission["id"].iloc[:7].str.startswith("digits/").all()  # store ids first, then the new files
+    assert submission["id"].iloc[7:].str.endswith(".png").all()
+    assert set(submission["top5"]) <= {str(d) for d in range(10)}
+    index = pd.read_csv(out["gradcam"] / "index.csv")
+    assert index["kind"].tolist()[-1] == "correct" and len(index) == 3
+    assert json.loads(out["cost.json"].read_text())["model"] == "simple_cnn"
+
+
+def test_a_checkpoint_trained_on_other_classes_is_a_one_line_error(trained, digits_store, tmp_path, write_params):
+    from stages.predict import predict
+    from vistage.data.store import CLASSES
+
+    checkpoint, _ = trained
+    other = tmp_path / "prepared"
+    other.mkdir()
+    for item in (digits_store / "prepared").iterdir():
+        (other / item.name).symlink_to(item)
+    (other / CLASSES).unlink()
+    (other / CLASSES).write_text('{"classes": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "nine"]}')
+    with pytest.raises(VistageError) as info:
+        predict(write_params(), checkpoint, tmp_path / "p.csv", other, digits_store / "split.csv", tmp_path / "l.npz")
+    message = str(info.value)
+    assert "\n" not in message and str(checkpoint) in message
+    assert "trained on 10 classes, but" in message and "class 9 is '9' in the checkpoint and 'nine' in the data" \
+        in message
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_input_that_does_not_exist_names_the_param(trained, digits_store, tmp_path, write_params):
+    from stages.predict import predict
+
+    checkpoint, _ = trained
+    params = write_params({"predict_input": str(tmp_path / "nowhere")})
+    with pytest.raises(VistageError, match=r"^predict_input: .*nowhere does not exist$"):
+        predict(params, checkpoint, tmp_path / "p.csv", digits_store / "prepared", digits_store / "split.csv",
+                tmp_path / "l.npz", tmp_path / "s.csv")
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "p.csv").exists()
+
+
+def test_logits_in_chunks_keep_every_row_in_order():
+    from types import SimpleNamespace
+
+    import torch
+
+    from vistage.new_images import logits_with_progress
+
+    images = np.arange(10, dtype=np.float32).reshape(10, 1)
+    fake = SimpleNamespace(classes=["a"], logits=lambda imgs, idx: (torch.from_numpy(imgs[idx]), idx))
+    logits, rows = logits_with_progress(fake, images, np.array([9, 2, 5, 7, 1]), "test", chunk=2)  # 3 chunks
+    assert rows.tolist() == [9, 2, 5, 7, 1] and logits[:, 0].tolist() == [9, 2, 5, 7, 1]
+    empty, none = logits_with_progress(fake, images, np.zeros(0, dtype=np.int64), "test")
+    assert empty.shape == (0, 1) and len(none) == 0

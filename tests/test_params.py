@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from vistage.errors import VistageError
-from vistage.params import Params, load_params
+from vistage.params import PREDICTION_KEYS, Params, load_params
 
 from .conftest import ROOT, run_env
 
@@ -91,7 +91,11 @@ def test_dvc_yaml_train_params_cover_the_training_schema():
     declared = set(stages["train"]["params"]) | {f"data.{k}" for k in Params.model_fields["data"].annotation.model_fields}
     declared_data = set(stages["prepare"]["params"]) | set(stages["split"]["params"])
     top_level = set(Params.model_fields) - {"data"}
-    assert top_level <= declared
+    report_only = {"report_baseline_rev"}  # the report stage depends on the whole params.yaml
+    assert top_level - set(PREDICTION_KEYS) - report_only <= declared
+    assert {"params.yaml": None} in stages["report"]["params"]
+    assert set(PREDICTION_KEYS) <= set(stages["predict"]["params"])  # read by predict only: train never reruns
+    assert not set(PREDICTION_KEYS) & set(stages["train"]["params"])
     # workers changes how fast prepare runs, not what it writes: declaring it would rerun prepare
     data_keys = {f"data.{k}" for k in Params.model_fields["data"].annotation.model_fields} - {"data.workers"}
     assert data_keys == declared_data

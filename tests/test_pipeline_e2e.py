@@ -4,6 +4,7 @@ state (kill -9, raw data) make their own copy."""
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 STAGES = ["prepare", "split", "train", "predict", "evaluate", "report"]
 OUTPUTS = ["data/prepared/images.npy", "data/prepared/samples.csv", "data/prepared/classes.json", "data/split.csv",
            "models/best.pt", "models/last.pt", "reports/predictions.csv", "reports/logits.npz",
-           "reports/index.html", "metrics/data.json", "metrics/split.json", "metrics/train/metrics.json",
-           "metrics/eval.json", "metrics/confusion.csv", "metrics/per_class.csv", "metrics/calibration.csv"]
+           "reports/index.html", "reports/report.md", "metrics/data.json", "metrics/split.json", "metrics/train/metrics.json",
+           "metrics/eval.json", "metrics/confusion.csv", "metrics/per_class.csv", "metrics/calibration.csv",
+           "metrics/confusion_pairs.csv", "metrics/cost.json", "reports/submission.csv", "reports/gradcam/index.csv"]
 
 
 def _ran(output: str) -> list[str]:
@@ -46,6 +48,13 @@ def test_repro_runs_every_stage_once_and_writes_its_outputs(reproduced):
         assert scores["top5_accuracy"] >= scores["accuracy"] and 0 <= scores["ece"] < 0.5
         assert all(isinstance(v, (int, float)) for v in scores.values())
     assert "Running stage 'predict'" in first and first.count("predict: 270 test, 269 val images") == 1
+    # data/new is empty by default and digits has no unlabeled images: a submission of none
+    assert pd.read_csv(project / "reports/submission.csv").empty
+    gradcam = pd.read_csv(project / "reports/gradcam/index.csv")
+    assert gradcam["kind"].value_counts().get("correct") == 2 and len(gradcam) <= 8 + 2  # gradcam_examples: 8
+    assert all((project / "reports/gradcam" / f).is_file() for f in gradcam["file"])
+    cost = json.loads((project / "metrics/cost.json").read_text())
+    assert cost["model"] == "simple_cnn" and cost["batch_size"] == 64 and cost["latency_ms_p50"] > 0
 
 
 def test_evaluate_scores_what_predict_kept(reproduced):
@@ -75,6 +84,10 @@ def test_evaluate_scores_what_predict_kept(reproduced):
     assert table["correct"].mean() == pytest.approx(ev["test"]["accuracy"], abs=1e-6)
     confusion = pd.read_csv(project / "metrics/confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 270
+    pairs = pd.read_csv(project / "metrics/confusion_pairs.csv")
+    assert list(pairs.columns) == ["actual", "predicted", "count", "rate"] and pairs["count"].sum() == 270
+    assert len(pairs) == len(confusion.drop_duplicates())  # one row per pair that occurs
+    assert pairs.groupby("actual")["rate"].sum().to_numpy() == pytest.approx(np.ones(10), abs=1e-5)
     per_class = pd.read_csv(project / "metrics/per_class.csv")
     assert per_class["support"].sum() == 270 and len(per_class) == 10
     calibration = pd.read_csv(project / "metrics/calibration.csv")
@@ -88,18 +101,23 @@ def test_report_shows_metrics_curves_confusion_and_mistakes(reproduced):
     project, _ = reproduced
     html = (project / "reports/index.html").read_text()
     ev = json.loads((project / "metrics/eval.json").read_text())
-    metrics = html.split("<h2>Test metrics</h2>")[1].split("<h2>")[0]
+    metrics = html.split(">Test metrics</h2>")[1].split("<h2")[0]
     assert "<th class=l>test</th><th class=l>val</th>" in metrics and "{" not in metrics
     for name in ("test", "val"):
         assert f"<td>{ev[name]['accuracy']:.4f}</td>" in metrics and f"<td>{ev[name]['ece']:.4f}</td>" in metrics
-    assert html.count("<svg") == 3 and "Confusion matrix" in html and "data:image/png;base64" in html
+    assert html.count("<svg") == 4 and "Confusion matrix" in html and "data:image/png;base64" in html
+    assert "Calibration" in html and "is not in HEAD" in html  # the first commit of the copy has no metrics
+    markdown = (project / "reports/report.md").read_text()
+    assert markdown.startswith("# vistage report") and "## Confusion matrix" in markdown
+    for image in re.findall(r'src="([^"]+)"', markdown):
+        assert (project / "reports" / image).is_file(), image
 
 
 def test_outputs_are_git_ignored_and_metrics_are_not(reproduced):
     project, _ = reproduced
-    ignored = run(["git", "check-ignore", "data/prepared", "data/split.csv", "models/best.pt", "reports/index.html"],
-                  project)
-    assert len(ignored.stdout.split()) == 4
+    generated = ["data/prepared", "data/split.csv", "models/best.pt", "reports/index.html", "reports/report.md"]
+    ignored = run(["git", "check-ignore", *generated], project)
+    assert len(ignored.stdout.split()) == len(generated)
     for kept in ("metrics/eval.json", "data/README.md", "data/raw/README.md"):
         assert run(["git", "check-ignore", kept], project, check=False).returncode == 1, kept
 

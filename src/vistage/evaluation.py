@@ -7,7 +7,9 @@ scoring needs no torch. The .npz holds only numeric and string arrays (loaded wi
 allow_pickle=False).
 
 Scores come from scikit-learn: accuracy, top-5 accuracy (more than 5 classes), macro and
-weighted precision/recall/F1, cross-entropy (`log_loss` of the softmax probabilities, which it
+weighted precision/recall/F1 (over the classes present in the split: a class with no image there
+has no recall to average, and counting it as 0 would punish a small split for what it lacks),
+cross-entropy (`log_loss` of the softmax probabilities, which it
 clips to float64's eps: one image adds at most about 36), and the expected calibration error
 built on `calibration_curve`:
 
@@ -145,22 +147,30 @@ def eval_rows(split: pd.DataFrame, split_path: Path) -> dict[str, np.ndarray]:
     return rows
 
 
-def predict_splits(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
-                   batch_size: int = 256) -> Predictions:
-    """Run the checkpoint once over every test and validation image."""
-    from .data.split import load_split
-    from .data.store import load_store
-    from .inference import TrainedModel
-    from .runtime import resolve_device
+def check_classes(checkpoint: Path, trained: list[str], store_dir: Path, data: list[str]) -> None:
+    """A checkpoint predicts its own classes: on data with other classes its numbers would mean
+    other things. One line naming the first difference."""
+    if trained == data:
+        return
+    first = next((k for k, (a, b) in enumerate(zip(trained, data)) if a != b), min(len(trained), len(data)))
 
-    store = load_store(store_dir)
-    trained = TrainedModel(checkpoint, resolve_device(device))
-    if trained.classes != store.classes:
-        raise VistageError(f"{checkpoint}: trained on classes {trained.classes[:5]}... but {store_dir} has "
-                           f"{store.classes[:5]}...; retrain")
+    def at(names: list[str]) -> str:
+        return repr(names[first]) if first < len(names) else "nothing"
+
+    raise VistageError(f"{checkpoint}: trained on {len(trained)} classes, but {store_dir} has {len(data)}; class "
+                       f"{first} is {at(trained)} in the checkpoint and {at(data)} in the data; retrain on this "
+                       "data (dvc repro) or predict with the checkpoint trained on it")
+
+
+def predict_splits(trained, store, split_path: Path, checkpoint: Path, store_dir: Path) -> Predictions:
+    """Run a TrainedModel once over every test and validation image of a loaded store."""
+    from .data.split import load_split
+    from .new_images import logits_with_progress
+
+    check_classes(checkpoint, trained.classes, store_dir, store.classes)
     logits, rows, splits = [], [], []
     for name, idx in eval_rows(load_split(split_path), split_path).items():
-        split_logits, split_rows = trained.logits(store.images, idx, batch_size)
+        split_logits, split_rows = logits_with_progress(trained, store.images, idx, f"{len(idx)} {name} images")
         logits.append(split_logits.numpy().astype(np.float32))
         rows.append(split_rows)
         splits += [name] * len(split_rows)
@@ -213,11 +223,12 @@ def classification_metrics(pred: Predictions) -> dict[str, int | float]:
     pred = _labeled(pred)
     y, p, probs = pred.labels, pred.predicted, pred.probabilities
     labels = np.arange(len(pred.classes))
+    present = np.unique(y)  # macro averages: the classes of the split (module docstring)
     scores: dict[str, float] = {"accuracy": accuracy_score(y, p)}
     if len(labels) > TOP_K:
         scores[f"top{TOP_K}_accuracy"] = top_k_accuracy_score(y, probs, k=TOP_K, labels=labels)
     for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=labels, average=average,
+        precision, recall, f1, _ = precision_recall_fscore_support(y, p, labels=present, average=average,
                                                                    zero_division=0)
         scores |= {f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1}
     scores["loss"] = log_loss(y, probs, labels=labels)
@@ -242,3 +253,16 @@ def confusion_rows(pred: Predictions) -> pd.DataFrame:
     """One row per image (actual, predicted): the data DVC's confusion template expects."""
     pred = _labeled(pred)
     return pd.DataFrame({"actual": pred.classes[pred.labels], "predicted": pred.classes[pred.predicted]})
+
+
+def confusion_pairs(pred: Predictions) -> pd.DataFrame:
+    """The confusion matrix as one row per (actual, predicted) pair that occurs, in class order:
+    count, and rate = count / images of the actual class (the row-normalised matrix). At most
+    min(images, classes^2) rows, so 200 classes plot where one row per image would not."""
+    pred = _labeled(pred)
+    k = len(pred.classes)
+    counts = np.bincount(pred.labels * k + pred.predicted, minlength=k * k).reshape(k, k)
+    actual, predicted = np.nonzero(counts)
+    count = counts[actual, predicted]
+    return pd.DataFrame({"actual": pred.classes[actual], "predicted": pred.classes[predicted], "count": count,
+                         "rate": (count / counts.sum(axis=1)[actual]).round(DIGITS)})

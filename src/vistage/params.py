@@ -46,6 +46,9 @@ class DataParams(_Strict):
     split_seed: int = Field(0, description="seed of the split, separate from the training seed")
 
 
+PREDICTION_KEYS = ("predict_input", "predict_top_k", "gradcam_examples", "gradcam_layer", "cost_repeats")
+
+
 class Params(_Strict):
     # reproducibility
     seed: int = Field(42, description="seed for python, numpy and torch")
@@ -91,6 +94,22 @@ class Params(_Strict):
     max_steps_per_epoch: int = Field(0, ge=0, description="cap the batches per epoch (0: all; for smoke runs)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to train")
     devices: int = Field(1, ge=1, description="processes for DistributedDataParallel (torchrun); 1: no DDP")
+
+    # prediction and error analysis (the predict stage; not part of training)
+    # DVC cannot template an empty value into a dependency: data/new is a real, empty folder by default
+    predict_input: str = Field("data/new", min_length=1,
+                               description="unlabeled images for reports/submission.csv: folder, archive or CSV")
+    predict_top_k: int = Field(5, ge=1, description="classes listed per image (with probabilities) in the submission")
+    gradcam_examples: int = Field(8, ge=0, description="Grad-CAM overlays of the most confident test mistakes, "
+                                                       "plus a quarter as many correct images (0: off)")
+    gradcam_layer: str | None = Field(None, description="Grad-CAM target layer, a module path such as layer4 "
+                                                        "(null: picked for the model)")
+    cost_repeats: int = Field(30, ge=1, description="timed batch-1 runs for the latency in metrics/cost.json")
+
+    # the report (read by the report stage only; not part of training)
+    report_baseline_rev: str | None = Field(
+        "HEAD", description="git revision whose metrics the report compares with (empty: no comparison)")
+
     # fast training (issue 11)
     feature_cache: bool = Field(True, description="frozen backbone, no augment: compute its features once, "
                                                   "train the classifier on them")
@@ -108,8 +127,9 @@ class Params(_Strict):
     data: DataParams = Field(default_factory=DataParams)
 
     def training_dict(self) -> dict[str, Any]:
-        """Every param that shapes a trained model (stored in checkpoints to detect stale resumes)."""
-        return self.model_dump(mode="json")
+        """Every param that shapes a trained model (stored in checkpoints to detect stale resumes);
+        the prediction and report settings are not among them: changing one never restarts a training run."""
+        return self.model_dump(mode="json", exclude=set(PREDICTION_KEYS) | {"report_baseline_rev"})
 
 
 def _suggest_key(model: type[BaseModel], key: str) -> str:

@@ -1,92 +1,144 @@
-"""A single self-contained HTML page: params, metrics, learning curves, confusion matrix,
-per-class scores and the most confident mistakes (images inlined as base64 PNG)."""
+"""What the report shows, read from the pipeline's outputs: metrics and their change against a git
+revision, inference cost, learning curves, calibration, the confusion matrix, per-class scores, the
+most confident mistakes, Grad-CAM examples and the params.
 
-import base64
-import html
-import io
+Each section is a function of (params, inputs) returning a Section, or None when it has nothing
+to show; SECTIONS lists them in page order, so a new section is one function and one line.
+The same Report renders as one self-contained HTML page and as markdown with images beside it."""
+
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from .errors import VistageError
+from .io import atomic_dir, write_text
 from .params import Params
+from .reporting.baseline import better, committed_metrics
+from .reporting.blocks import Card, Change, ConfusionGrid, Figure, Gallery, Report, Section, Table, Text
+from .reporting.charts import confusion_png, line_chart, png_bytes, reliability_chart
+from .reporting.html import render_html
+from .reporting.markdown import render_markdown
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:10px}
-.card{width:110px;font-size:11px;text-align:center}.card img{width:96px;height:96px;image-rendering:pixelated}
-.cm td{min-width:2.2em}.charts{display:flex;flex-wrap:wrap;gap:20px}
-"""
-
-
-def _table(rows: list[tuple], header: tuple | None = None) -> str:
-    out = ["<table>"]
-    if header:
-        out.append("<tr>" + "".join(f"<th class=l>{html.escape(str(h))}</th>" for h in header) + "</tr>")
-    for row in rows:
-        cells = [f"<td class=l>{html.escape(str(row[0]))}</td>"]
-        cells += [f"<td>{html.escape(_fmt(v))}</td>" for v in row[1:]]
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "".join(out) + "</table>"
+GRID_MAX_CLASSES = 20  # up to this many classes the confusion matrix is a table; above, an image
+TOP_PAIRS = 15  # rows of the most-confused-pairs table
+MISTAKES = 24  # images of the most confident mistakes
+LONG_TABLE = 20  # tables with more rows scroll (HTML) or fold (markdown)
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
-    return str(v)
+@dataclass
+class ReportInputs:
+    """Every file the report reads (dvc.yaml names each one in the report stage). The optional
+    ones may be absent: their section then says so, or is left out when not asked for (None)."""
+
+    metrics: Path  # metrics of each split (JSON: {"test": {...}, "val": {...}})
+    live: Path  # DVCLive directory of training
+    per_class: Path
+    confusion: Path  # one row per image: actual, predicted
+    predictions: Path
+    store: Path  # prepared store: class names and the images of the mistakes
+    calibration: Path | None = None  # reliability bins
+    confusion_pairs: Path | None = None  # actual, predicted, count, rate (read instead of confusion)
+    cost: Path | None = None  # inference latency and throughput (JSON)
+    gradcam: Path | None = None  # folder of Grad-CAM overlays with index.csv
+    baseline: str | None = "HEAD"  # git revision whose metrics are compared with
 
 
-def _flatten(d: dict, prefix: str = "") -> list[tuple]:
+def _json(path: Path | None) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise VistageError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+
+
+def _csv(path: Path, needed: tuple[str, ...] = (), **kwargs) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, keep_default_na=False, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise VistageError(f"{path}: not a readable CSV table: {str(exc).strip()}") from None
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise VistageError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(map(str, table.columns))})")
+    return table
+
+
+def _flatten(d: dict, prefix: str = "") -> list[list]:
     rows = []
     for k, v in d.items():
         if isinstance(v, dict):
             rows += _flatten(v, f"{prefix}{k}.")
         else:
-            rows.append((f"{prefix}{k}", v if not isinstance(v, list) else ", ".join(map(str, v))))
+            rows.append([f"{prefix}{k}", ", ".join(map(str, v)) if isinstance(v, list) else v])
     return rows
 
 
-def line_chart(title: str, series: dict[str, tuple[list, list]], width: int = 480, height: int = 260) -> str:
-    """An inline SVG line chart of several (x, y) series."""
-    series = {k: v for k, v in series.items() if len(v[0])}
-    if not series:
-        return ""
-    xs = np.concatenate([np.asarray(x, float) for x, _ in series.values()])
-    ys = np.concatenate([np.asarray(y, float) for _, y in series.values()])
-    x0, x1 = xs.min(), max(xs.max(), xs.min() + 1)
-    y0, y1 = ys.min(), ys.max()
-    if y1 - y0 < 1e-12:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    left, right, top, bottom = 62, 10, 25, 30
-    pw, ph = width - left - right, height - top - bottom
+def _splits(eval_metrics: dict) -> dict[str, dict]:
+    """{split: {metric: value}}, nested metrics flattened ("per_answer_type.yes/no")."""
+    return {name: dict(_flatten(scores)) for name, scores in eval_metrics.items() if isinstance(scores, dict)}
 
-    def px(x):
-        return left + (x - x0) / (x1 - x0) * pw
 
-    def py(y):
-        return top + (1 - (y - y0) / (y1 - y0)) * ph
+def metrics_section(params: Params, inputs: ReportInputs) -> Section:
+    """One row per metric, one column per split of the metrics file."""
+    splits = _splits(_json(inputs.metrics))
+    names = list(dict.fromkeys(metric for scores in splits.values() for metric in scores))
+    rows = [[metric, *(scores.get(metric, "") for scores in splits.values())] for metric in names]
+    return Section("Test metrics", [Table(["metric", *splits], rows)])
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11">',
-             f'<text x="{left}" y="15" font-weight="bold">{html.escape(title)}</text>',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>']
-    for frac in (0, 0.5, 1):
-        y = y0 + frac * (y1 - y0)
-        parts.append(f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-    parts.append(f'<text x="{left}" y="{height - 10}">{x0:g}</text>'
-                 f'<text x="{left + pw}" y="{height - 10}" text-anchor="end">{x1:g} (epoch)</text>')
-    for i, (name, (x, y)) in enumerate(series.items()):
-        color = PALETTE[i % len(PALETTE)]
-        pts = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, y))
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>')
-        parts.append(f'<text x="{left + pw - 5}" y="{top + 14 + 13 * i}" text-anchor="end" fill="{color}">'
-                     f'{html.escape(name)}</text>')
-    return "".join(parts) + "</svg>"
+
+def change_section(params: Params, inputs: ReportInputs) -> Section:
+    """Every headline metric now, at the baseline revision, and the change."""
+    base, named = committed_metrics(inputs.metrics, inputs.baseline)
+    if base is None:
+        return Section("Change", [Text(named, note=True)])
+    now, before = _splits(_json(inputs.metrics)), _splits(base)
+    header, rows = ["metric"], {}
+    for split, scores in now.items():
+        header += [f"{split}: {inputs.baseline}", f"{split}: now", "change"]
+        for metric, value in scores.items():
+            old = before.get(split, {}).get(metric)
+            delta = value - old if isinstance(old, (int, float)) and isinstance(value, (int, float)) else None
+            cells = [old if old is not None else "-", value,
+                     Change(delta, better(metric, delta)) if delta is not None else "-"]
+            rows.setdefault(metric, [metric]).extend(cells)
+    width = len(header)
+    table = [row + ["-"] * (width - len(row)) for row in rows.values()]
+    return Section("Change", [Text(f"Against {named}; ✓ better, ✗ worse.", note=True), Table(header, table)])
+
+
+def _number(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else ""
+
+
+def cost_section(params: Params, inputs: ReportInputs) -> Section | None:
+    if inputs.cost is None:
+        return None
+    cost = _json(inputs.cost)
+    if not cost:
+        return Section("Inference cost", [Text(f"Not measured ({inputs.cost} not found).", note=True)])
+    rows = [["device", cost.get("device", "")], ["model", cost.get("model", "")],
+            ["parameters", _number(cost.get("params_count"), ",")],
+            ["latency, batch of 1: median (ms)", _number(cost.get("latency_ms_p50"), ".2f")],
+            ["latency, batch of 1: 95th percentile (ms)", _number(cost.get("latency_ms_p95"), ".2f")],
+            [f"throughput, batches of {cost.get('batch_size', '?')} (images/s)",
+             _number(cost.get("throughput_img_s"), ",.1f")]]
+    shown = {"device", "model", "params_count", "latency_ms_p50", "latency_ms_p95", "batch_size", "throughput_img_s"}
+    rows += [[key, value] for key, value in cost.items() if key not in shown]  # how it was measured
+    note = Text("Measured by the pipeline on the device named: compare architectures on one machine.",
+                note=True)
+    return Section("Inference cost", [Table(["", "value"], rows, left=True), note])
+
+
+def training_section(params: Params, inputs: ReportInputs) -> Section:
+    train_metrics = _json(inputs.live / "metrics.json")
+    # DVCLive counts steps from 0: show the number of epochs trained instead
+    epochs_trained = [["epochs trained", train_metrics.pop("step") + 1]] if "step" in train_metrics else []
+    return Section("Last training epoch", [Table(["metric", "value"], epochs_trained + _flatten(train_metrics))])
 
 
 def _curve(live_dir: Path, name: str) -> tuple[list, list]:
@@ -97,95 +149,167 @@ def _curve(live_dir: Path, name: str) -> tuple[list, list]:
     return (df["step"] + 1).tolist(), df[name.split("/")[-1]].tolist()
 
 
-def confusion_html(confusion: pd.DataFrame, classes: list[str]) -> str:
-    cm = pd.crosstab(confusion["actual"], confusion["predicted"]).reindex(index=classes, columns=classes, fill_value=0)
-    top = max(int(cm.to_numpy().max()), 1)
-    out = ['<table class=cm><tr><th class=l>actual \\ predicted</th>']
-    out += [f"<th>{html.escape(c)}</th>" for c in classes] + ["</tr>"]
-    for actual in classes:
-        out.append(f"<tr><th class=l>{html.escape(actual)}</th>")
-        for pred in classes:
-            n = int(cm.loc[actual, pred])
-            alpha = n / top
-            color = f"rgba(31,119,180,{alpha:.2f})" if actual == pred else f"rgba(214,39,40,{alpha:.2f})"
-            out.append(f'<td style="background:{color}">{n or ""}</td>')
-        out.append("</tr>")
-    return "".join(out) + "</table>"
-
-
-def _png(img: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def mistakes_html(predictions: pd.DataFrame, store_dir: Path, limit: int = 24) -> str:
-    wrong = predictions[(predictions["label"].astype(str) != "") & (~predictions["correct"].astype(bool))]
-    if wrong.empty:
-        return "<p>No misclassified images.</p>"
-    wrong = wrong.sort_values("confidence", ascending=False).head(limit)
-    images_path = store_dir / "images.npy"
-    images = np.load(images_path, mmap_mode="r") if images_path.is_file() else None
-    cards = []
-    for row in wrong.itertuples():
-        img = f'<img src="{_png(np.asarray(images[int(row.index)]))}">' if images is not None else ""
-        cards.append(f'<div class=card>{img}<br>{html.escape(str(row.id))}<br>true <b>{html.escape(str(row.label))}'
-                     f'</b><br>predicted <b>{html.escape(str(row.predicted))}</b> ({row.confidence:.2f})</div>')
-    return (f"<p>{len(predictions[~predictions['correct'].astype(bool)])} of {len(predictions)} wrong; "
-            f"the {len(wrong)} most confident mistakes:</p><div class=grid>" + "".join(cards) + "</div>")
-
-
-@dataclass
-class ReportInputs:
-    """Every file the report reads (dvc.yaml names each one in the report stage)."""
-
-    metrics: Path  # test metrics (JSON)
-    live: Path  # DVCLive directory of training
-    per_class: Path
-    confusion: Path
-    predictions: Path
-    store: Path  # prepared store: the images of the mistakes
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _split_table(eval_metrics: dict) -> str:
-    """One row per metric, one column per split of metrics/eval.json ({"test": {...}, "val": {...}})."""
-    splits = {name: scores for name, scores in eval_metrics.items() if isinstance(scores, dict)}
-    names = list(dict.fromkeys(metric for scores in splits.values() for metric in scores))
-    return _table([(metric, *(scores.get(metric, "") for scores in splits.values())) for metric in names],
-                  ("metric", *splits))
-
-
-def build_report(params: Params, inputs: ReportInputs) -> str:
-    eval_metrics, train_metrics = _json(inputs.metrics), _json(inputs.live / "metrics.json")
-    sections = [f"<h1>vistage report</h1><p class=sub>model <b>{html.escape(params.model)}</b> on "
-                f"<b>{html.escape(params.data.source)}</b>, {params.epochs} epochs</p>"]
-    sections.append("<h2>Test metrics</h2>" + _split_table(eval_metrics))
-    # DVCLive counts steps from 0: show the number of epochs trained instead
-    epochs_trained = [("epochs trained", train_metrics.pop("step") + 1)] if "step" in train_metrics else []
-    sections.append("<h2>Last training epoch</h2>" + _table(epochs_trained + _flatten(train_metrics),
-                                                             ("metric", "value")))
+def curves_section(params: Params, inputs: ReportInputs) -> Section:
     live = inputs.live
-    charts = [line_chart("loss", {"train": _curve(live, "train/loss"), "val": _curve(live, "val/loss")}),
-              line_chart("accuracy", {"train": _curve(live, "train/acc"), "val": _curve(live, "val/acc")}),
-              line_chart("learning rate", {"lr": _curve(live, "lr")})]
-    sections.append("<h2>Learning curves</h2><div class=charts>" + "".join(charts) + "</div>")
-    classes = _json(inputs.store / "classes.json").get("classes")
-    if inputs.confusion.is_file():
-        confusion = pd.read_csv(inputs.confusion, dtype=str, keep_default_na=False)
-        classes = classes or sorted(set(confusion["actual"]) | set(confusion["predicted"]))
-        sections.append("<h2>Confusion matrix</h2>" + confusion_html(confusion, classes))
-    if inputs.per_class.is_file():
-        per_class = pd.read_csv(inputs.per_class, dtype={"class": str}, keep_default_na=False)
-        sections.append("<h2>Per class</h2>" + _table([tuple(r) for r in per_class.itertuples(index=False)],
-                                                       tuple(per_class.columns)))
-    if inputs.predictions.is_file():
-        predictions = pd.read_csv(inputs.predictions, dtype={"label": str, "predicted": str, "id": str},
-                                  keep_default_na=False)
-        sections.append("<h2>Misclassified examples</h2>" + mistakes_html(predictions, inputs.store))
-    sections.append("<h2>Params</h2>" + _table(_flatten(params.model_dump(mode="json")), ("param", "value")))
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>vistage report</title><style>{STYLE}</style>"
-            f"</head><body>{''.join(sections)}</body></html>\n")
+    charts = [("loss", line_chart("loss", {"train": _curve(live, "train/loss"), "val": _curve(live, "val/loss")})),
+              ("accuracy", line_chart("accuracy", {"train": _curve(live, "train/acc"),
+                                                   "val": _curve(live, "val/acc")})),
+              ("lr", line_chart("learning rate", {"lr": _curve(live, "lr")}))]
+    return Section("Learning curves", [Figure(f"curve_{name}", "", svg=svg) for name, svg in charts if svg])
+
+
+def calibration_section(params: Params, inputs: ReportInputs) -> Section | None:
+    if inputs.calibration is None:
+        return None
+    if not inputs.calibration.is_file():
+        return Section("Calibration", [Text(f"No reliability data ({inputs.calibration} not found).", note=True)])
+    bins = _csv(inputs.calibration, ("confidence", "accuracy"))
+    ece = _splits(_json(inputs.metrics)).get("test", {}).get("ece")
+    text = (f"Expected calibration error (test): {ece:.4f}. " if isinstance(ece, float) else "") + (
+        "Each point is a bin of images by top-1 confidence: below the diagonal the model is over-confident, "
+        "above it under-confident.")
+    figure = Figure("reliability", "", svg=reliability_chart(bins["confidence"].tolist(), bins["accuracy"].tolist()))
+    return Section("Calibration", [figure, Text(text, note=True)])
+
+
+def _classes(inputs: ReportInputs) -> list[str]:
+    return [str(c) for c in _json(inputs.store / "classes.json").get("classes", [])]
+
+
+def confusion_counts(inputs: ReportInputs) -> tuple[np.ndarray, list[str]] | None:
+    """The confusion matrix [actual, predicted] and its class names, from the class-pair counts
+    when there are some, else from the one-row-per-image table."""
+    if inputs.confusion_pairs is not None and inputs.confusion_pairs.is_file():
+        pairs = _csv(inputs.confusion_pairs, ("actual", "predicted", "count"), dtype={"actual": str, "predicted": str})
+    elif inputs.confusion.is_file():
+        rows = _csv(inputs.confusion, ("actual", "predicted"), dtype=str)
+        pairs = rows.groupby(["actual", "predicted"]).size().rename("count").reset_index()
+    else:
+        return None
+    labels = _classes(inputs)
+    labels += sorted((set(pairs["actual"]) | set(pairs["predicted"])) - set(labels))
+    index = {name: i for i, name in enumerate(labels)}
+    counts = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(counts, (pairs["actual"].map(index).to_numpy(), pairs["predicted"].map(index).to_numpy()),
+              pairs["count"].to_numpy(dtype=np.int64))
+    return counts, labels
+
+
+def top_pairs(counts: np.ndarray, labels: list[str], k: int = TOP_PAIRS) -> Table | Text:
+    """The k class pairs most often confused, with the share of the actual class they take."""
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    if not off.any():
+        return Text("No image was confused with another class.")
+    totals = np.maximum(counts.sum(axis=1), 1)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    rows = [[labels[i], labels[j], int(off[i, j]), round(float(off[i, j] / totals[i]), 4)]
+            for i, j in zip(*np.unravel_index(flat, off.shape)) if off[i, j]]
+    return Table(["actual", "predicted", "images", "share of actual"], rows)
+
+
+def confusion_section(params: Params, inputs: ReportInputs) -> Section | None:
+    found = confusion_counts(inputs)
+    if found is None:
+        return None
+    counts, labels = found
+    if len(labels) <= GRID_MAX_CLASSES:
+        matrix = ConfusionGrid(labels, counts)
+    else:
+        matrix = Figure("confusion", f"{len(labels)} classes; rows: actual, columns: predicted. Blue: the share "
+                        "of each class predicted right; red: the share predicted as another class (square "
+                        "root scale, so rare confusions show).", png=confusion_png(counts, labels))
+    return Section("Confusion matrix", [matrix, Text("Most confused pairs:"), top_pairs(counts, labels)])
+
+
+def per_class_section(params: Params, inputs: ReportInputs) -> Section | None:
+    if not inputs.per_class.is_file():
+        return None
+    table = _csv(inputs.per_class, dtype={"class": str})
+    if "f1" in table:
+        table = table.sort_values(["f1", "class"], kind="stable")
+    rows = [list(r) for r in table.itertuples(index=False)]
+    note = Text("Worst F1 first (on the HTML page, click a column header to sort by it).", note=True)
+    return Section("Per class", [note, Table(list(table.columns), rows, sortable=True, long=len(rows) > LONG_TABLE)])
+
+
+def _store_images(store: Path):
+    path = store / "images.npy"
+    return np.load(path, mmap_mode="r") if path.is_file() else None
+
+
+def mistakes_section(params: Params, inputs: ReportInputs) -> Section | None:
+    if not inputs.predictions.is_file():
+        return None
+    predictions = _csv(inputs.predictions, ("index", "id", "label", "predicted", "confidence", "correct"),
+                       dtype={"label": str, "predicted": str, "id": str})
+    labeled = predictions[predictions["label"] != ""]
+    wrong = labeled[~labeled["correct"].astype(bool)]
+    if wrong.empty:
+        return Section("Misclassified examples", [Text("No misclassified images.")])
+    shown = wrong.sort_values("confidence", ascending=False, kind="stable").head(MISTAKES)
+    images = _store_images(inputs.store)
+    cards = [Card(png_bytes(np.asarray(images[int(r.index)])) if images is not None else None,
+                  r.id, r.label, r.predicted, float(r.confidence)) for r in shown.itertuples()]
+    text = f"{len(wrong)} of {len(labeled)} wrong; the {len(cards)} most confident mistakes:"
+    return Section("Misclassified examples", [Text(text), Gallery("mistake", cards)])
+
+
+def _gradcam_cards(folder: Path, rows: pd.DataFrame) -> list[Card]:
+    """The listed images that exist; a path out of the folder is an error (nothing else gets inlined)."""
+    cards = []
+    for r in rows.itertuples():
+        path = (folder / r.file).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            raise VistageError(f"{folder / 'index.csv'}: file {r.file!r} is outside {folder}")
+        if path.is_file():
+            cards.append(Card(path.read_bytes(), r.id, r.label, r.predicted, float(r.confidence)))
+    return cards
+
+
+def gradcam_section(params: Params, inputs: ReportInputs) -> Section | None:
+    if inputs.gradcam is None:
+        return None
+    index_path = inputs.gradcam / "index.csv"
+    if not index_path.is_file():
+        return Section("Grad-CAM", [Text(f"No Grad-CAM examples ({index_path} not found).", note=True)])
+    index = _csv(index_path, ("file", "id", "label", "predicted", "confidence", "kind"),
+                 dtype={"id": str, "label": str, "predicted": str, "file": str, "kind": str})
+    blocks = [Text("Where the model looked (Grad-CAM): red regions weigh most in the predicted class.",
+                   note=True)]
+    for kind, title in (("mistake", "Most confident mistakes:"), ("correct", "Correct predictions:")):
+        cards = _gradcam_cards(inputs.gradcam, index[index["kind"] == kind])
+        if cards:
+            blocks += [Text(title), Gallery(f"gradcam_{kind}", cards)]
+    if len(blocks) == 1:
+        blocks.append(Text("No examples."))
+    return Section("Grad-CAM", blocks)
+
+
+def params_section(params: Params, inputs: ReportInputs) -> Section:
+    return Section("Params", [Table(["param", "value"], _flatten(params.model_dump(mode="json")), long=True, left=True)])
+
+
+SectionBuilder = Callable[[Params, ReportInputs], Section | None]
+SECTIONS: list[SectionBuilder] = [
+    metrics_section, change_section, cost_section, training_section, curves_section, calibration_section,
+    confusion_section, per_class_section, mistakes_section, gradcam_section, params_section,
+]
+
+
+def build_report(params: Params, inputs: ReportInputs, sections: list[SectionBuilder] = SECTIONS) -> Report:
+    built = [section(params, inputs) for section in sections]
+    subtitle = f"model {params.model} on {params.data.source}, {params.epochs} epochs"
+    return Report("vistage report", subtitle, [s for s in built if s is not None])
+
+
+def write_report(report: Report, html: Path, markdown: Path | None = None, markdown_files: Path | None = None) -> None:
+    """The HTML page; and the markdown with its images in `markdown_files` (linked relatively)."""
+    if markdown is not None:
+        files_dir = markdown_files or markdown.with_name(f"{markdown.stem}_files")
+        text, files = render_markdown(report, Path(os.path.relpath(files_dir, markdown.parent)).as_posix())
+        with atomic_dir(files_dir) as tmp:
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+        write_text(markdown, text)
+    write_text(html, render_html(report))
