@@ -30,8 +30,9 @@ test-fast: install
 plots: install
 	$(BIN)/python -m vistage.offline_plots $(if $(REVS),diff $(REVS),show)
 
+# every speed claim against its baseline, on this machine: prints ratios, writes metrics/bench.json
 bench: install
-	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/suite.py
 
 clean:
 	rm -rf $(VENV)

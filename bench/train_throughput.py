@@ -76,11 +76,13 @@ def prepare_store(folder: Path, work: Path, params: dict) -> None:
     params["data"].update(source="folder", path=str(folder), val_fraction=0.05, test_fraction=0.05)
     params_file = work / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    for stage in ("prepare", "split"):
-        proc = subprocess.run([sys.executable, "-m", "vistage", stage, "--params", str(params_file)],
+    stages = {"prepare": ["--out", "data/prepared", "--metrics", "data.json"],
+              "split": ["--store", "data/prepared", "--out", "data/split.csv", "--metrics", "split.json"]}
+    for stage, paths in stages.items():
+        proc = subprocess.run([sys.executable, "-m", "vistage", stage, "--params", str(params_file), *paths],
                               cwd=work, capture_output=True, text=True)
         if proc.returncode:
-            sys.exit(f"vistage {stage} failed: {proc.stderr.strip().splitlines()[-1]}")
+            sys.exit(f"vistage {stage} failed: {proc.stderr.strip()}")
 
 
 def vistage_epoch(work: Path, params: dict, run: str) -> float:

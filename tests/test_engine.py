@@ -200,6 +200,8 @@ def _recipe_smoke_params(name: str) -> Params:
 
     overrides = {k: v for k, v in load_recipe(name, ROOT / "recipes").items() if k != "data"}
     smoke = {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 2, "num_workers": 0}
+    if "lr" in overrides and "batch_size" in overrides:  # the linear scaling rule: cifar10-*'s lr 1.5 is for 512+
+        smoke["lr"] = overrides["lr"] * 16 / overrides["batch_size"]
     if overrides.get("freeze_epochs"):
         smoke["freeze_epochs"] = 1  # the second epoch is stage 2
     if overrides.get("input_size"):

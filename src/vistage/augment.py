@@ -6,7 +6,7 @@ Every keyword belongs to one of three places, shown by `vistage list augmentatio
   (`num_workers`) while the model trains. These draw their own parameters per image (a crop box, a
   RandAugment policy): random_resized_crop, color_jitter, randaugment, autoaugment, trivialaugment.
 - **batch**: on the whole batch at once, on the training device, on normalised float tensors, with
-  per-image randomness from vectorised masks and indices: flip, crop, random_erasing.
+  per-image randomness from vectorised masks and indices: flip, crop, translate, random_erasing.
 - **mix**: MixUp / CutMix (torchvision.transforms.v2) on the device after the batched ones; they turn
   labels into soft targets, which nn.CrossEntropyLoss takes directly (label smoothing included).
 
@@ -95,20 +95,27 @@ def flip(image_size: int, params):
 
 @_augmentation(BATCH, "pad by 1/8 of the side (reflect) and crop back at a random offset")
 def crop(image_size: int, params):
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        pad = max(1, h // 8)
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        # one random translation per image, gathered with a single indexing op
-        dy = torch.randint(0, 2 * pad + 1, (n,)).to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (n,)).to(x.device)
-        rows = dy[:, None] + torch.arange(h, device=x.device)[None]  # n, h
-        cols = dx[:, None] + torch.arange(w, device=x.device)[None]  # n, w
-        idx_n = torch.arange(n, device=x.device)[:, None, None]
-        out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # n, h, w, c
-        return out.permute(0, 3, 1, 2).contiguous()
+    return lambda x: _translate(x, max(1, x.shape[-2] // 8))
 
-    return apply
+
+@_augmentation(BATCH, "shift by up to translate_pad pixels each way (reflect padding), as airbench")
+def translate(image_size: int, params):
+    return lambda x: _translate(x, params.translate_pad)
+
+
+def _translate(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflect-pad every image by `pad` pixels and crop it back at a random offset of its own."""
+    n, _, h, w = x.shape
+    pad = min(pad, h - 1, w - 1)  # reflect padding needs fewer pixels than the side
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    # one random translation per image, gathered with a single indexing op
+    dy = torch.randint(0, 2 * pad + 1, (n,)).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,)).to(x.device)
+    rows = dy[:, None] + torch.arange(h, device=x.device)[None]  # n, h
+    cols = dx[:, None] + torch.arange(w, device=x.device)[None]  # n, w
+    idx_n = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # n, h, w, c
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 @_augmentation(BATCH, "erase one random box (2-33% of the area) in half the images, to the mean colour")

@@ -12,14 +12,34 @@ from .models import build_from_params
 
 
 @torch.no_grad()
+def tta_logits(model: nn.Module, x: torch.Tensor, tta=()) -> torch.Tensor:
+    """The model's logits of normalised batch `x`, averaged over the test-time views `tta` asks for
+    (as airbench94): the image and, with `flip`, its mirror; with `translate`, also the image shifted
+    one pixel down-right and one up-left (reflect-padded), each mirrored too with `flip`. The
+    untranslated views weigh half, the translated ones the other half."""
+    def views(batch: torch.Tensor) -> torch.Tensor:
+        out = model(batch).float()
+        return (out + model(batch.flip(-1)).float()) / 2 if "flip" in tta else out
+
+    logits = views(x)
+    if "translate" in tta:
+        h, w = x.shape[-2:]
+        padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        shifted = (views(padded[..., :h, :w]) + views(padded[..., 2:, 2:])) / 2
+        logits = (logits + shifted) / 2
+    return logits
+
+
+@torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, index: np.ndarray, normalize: Normalizer,
-                   batch_size: int, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """Logits (on the CPU) for the store rows `index`, and those rows in the order of the logits."""
+                   batch_size: int, device: torch.device, tta=()) -> tuple[torch.Tensor, np.ndarray]:
+    """Logits (on the CPU) for the store rows `index`, and those rows in the order of the logits;
+    averaged over the test-time augmentations `tta` (flip, translate) when asked."""
     model.eval()
     dummy = np.zeros(len(images), dtype=np.int64)
     outs, order = [], []
     for x, _, rows in iterate_batches(images, dummy, np.asarray(index), batch_size, shuffle=False):
-        outs.append(model(normalize(x.to(device, non_blocking=True))).float().cpu())
+        outs.append(tta_logits(model, normalize(x.to(device, non_blocking=True)), tta).cpu())
         order.append(rows)
     if not outs:
         return torch.zeros(0, 0), np.zeros(0, dtype=np.int64)
@@ -43,4 +63,6 @@ class TrainedModel:
         self.epoch = trained.epoch
 
     def logits(self, images: np.ndarray, index: np.ndarray, batch_size: int = 256):
-        return predict_logits(self.model, images, index, self.normalize, batch_size, self.device)
+        # the test-time augmentation it was validated with during training
+        return predict_logits(self.model, images, index, self.normalize, batch_size, self.device,
+                              self.params.get("tta", ()))

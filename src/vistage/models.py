@@ -87,6 +87,97 @@ def simple_cnn(num_classes: int, pretrained: bool = False, drop_rate: float = 0.
     return SimpleCNN(num_classes, drop_rate=drop_rate)
 
 
+class _Block(nn.Module):
+    """airbench's conv group: conv, 2x2 max-pool, BN, GELU, conv, BN, GELU. The BatchNorm layers
+    learn a bias but no scale (the next conv's weights carry it) and forget fast (momentum 0.4):
+    short runs need running statistics that follow the weights."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = nn.BatchNorm2d(c_out, momentum=0.4)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(c_out, momentum=0.4)
+        self.act = nn.GELU()
+        for norm in (self.norm1, self.norm2):
+            norm.weight.requires_grad = False
+        for conv in (self.conv1, self.conv2):  # identity-like start: the first channels pass through
+            nn.init.dirac_(conv.weight.data[:c_in])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.pool(self.conv1(x))))
+        return self.act(self.norm2(self.conv2(x)))
+
+
+class _Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+class AirbenchNet(nn.Module):
+    """airbench94's network (Keller Jordan's CIFAR-10 speed runs), written for vistage: a 2x2
+    convolution (24 channels: 12 whitened patch directions and their negatives, see
+    `init_whitening`), GELU, three conv groups of `widths` channels, each halving the side, a
+    3x3 max-pool and a bias-free linear classifier whose logits are scaled by 1/9."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, int, int] = (64, 256, 256), drop_rate: float = 0.0):
+        super().__init__()
+        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
+        self.features = nn.Sequential(self.whiten, nn.GELU(), _Block(24, widths[0]), _Block(widths[0], widths[1]),
+                                      _Block(widths[1], widths[2]), nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(widths[2], num_classes, bias=False), _Scale(1 / 9))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    @torch.no_grad()
+    def init_whitening(self, x: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the first layer to whiten the 2x2 patches of `x` (normalised training images, NCHW):
+        the eigenvectors of their covariance, each scaled by 1/sqrt(eigenvalue + eps), and their
+        negatives (so GELU keeps both signs). Frozen afterwards, as airbench does."""
+        c, h, w = 3, 2, 2
+        patches = x.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).double()
+        flat = patches.reshape(len(patches), -1)
+        flat = flat - flat.mean(0)
+        eigenvalues, eigenvectors = torch.linalg.eigh(flat.T @ flat / len(flat))
+        eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.T.flip(0)
+        scaled = (eigenvectors / torch.sqrt(eigenvalues.clamp_min(0) + eps)[:, None]).reshape(c * h * w, c, h, w)
+        self.whiten.weight.copy_(torch.cat([scaled, -scaled]).to(self.whiten.weight))
+        self.whiten.weight.requires_grad = False
+
+
+def _airbench_net(num_classes: int, widths: tuple[int, int, int], pretrained: bool, drop_rate: float) -> nn.Module:
+    if pretrained:
+        raise VistageError("airbench models have no pretrained weights; set pretrained: false")
+    return AirbenchNet(num_classes, widths, drop_rate)
+
+
+@MODELS.register(help="airbench94-style net for small images (64/256/256 channels; fastest to ~94% on CIFAR-10 "
+                 "on a GPU); patch_whitening: true initialises its first layer")
+def airbench(num_classes: int, pretrained: bool = False, drop_rate: float = 0.0,
+             drop_path_rate: float = 0.0) -> nn.Module:
+    return _airbench_net(num_classes, (64, 256, 256), pretrained, drop_rate)
+
+
+@MODELS.register(help="airbench at half width (32/128/128): ~4x fewer operations, for CPUs")
+def airbench_small(num_classes: int, pretrained: bool = False, drop_rate: float = 0.0,
+                   drop_path_rate: float = 0.0) -> nn.Module:
+    return _airbench_net(num_classes, (32, 128, 128), pretrained, drop_rate)
+
+
+def whiten_first_layer(model: nn.Module, name: str, x: torch.Tensor) -> None:
+    """patch_whitening: initialise the model's whitening layer from normalised training images."""
+    if not hasattr(model, "init_whitening"):
+        raise VistageError(f"params.yaml: patch_whitening: model {name!r} has no patch-whitening layer (the "
+                           "airbench models do); set patch_whitening: false")
+    model.init_whitening(x)
+
+
 def small_image_stem(model: nn.Module, name: str) -> None:
     """ResNet-family stem for small images: 3x3 stride-1 conv and no max-pool, so a 32 px input
     is not cut to 8 px before the first block (as recipe R5 did)."""
@@ -118,13 +209,19 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         p.requires_grad = True
 
 
-def train_mode(model: nn.Module, backbone_frozen: bool) -> None:
+def train_mode(model: nn.Module, backbone_frozen: bool, norm_frozen: bool = False) -> None:
     """model.train(), except that a frozen backbone stays in eval mode, so its BatchNorm running
-    statistics (from pretraining) are not re-estimated on the new data: a true linear probe."""
+    statistics (from pretraining) are not re-estimated on the new data: a true linear probe.
+    `norm_frozen` keeps every BatchNorm layer in eval mode in fine-tuning too: small batches of a
+    small data set would otherwise replace the pretrained statistics with noisy ones."""
     model.train()
     if backbone_frozen:
         model.eval()
         classifier(model).train()
+    elif norm_frozen:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def build_model(name: str, num_classes: int, pretrained: bool | str = False, drop_rate: float = 0.0,

@@ -154,6 +154,20 @@ def onecycle(optimizer, params, steps_per_epoch: int) -> Schedule:
     return _TorchSchedule(optimizer, sched, per_batch=True)
 
 
+@SCHEDULERS.register(help="triangular: linear from 0.2 x lr up to lr over warmup_epochs, then linear down to "
+                     "0.07 x lr at the end (per batch; airbench's schedule)")
+def triangular(optimizer, params, steps_per_epoch: int) -> Schedule:
+    total = max(1, params.epochs * steps_per_epoch)
+    peak = min(total - 1, round(params.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return 0.2 + 0.8 * step / peak
+        return 1.0 - 0.93 * min(1.0, (step - peak) / max(1, total - peak))
+
+    return _TorchSchedule(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor), per_batch=True)
+
+
 @SCHEDULERS.register(help="cosine decay with linear warm-up (timm, per batch)")
 def cosine(optimizer, params, steps_per_epoch: int) -> Schedule:
     from timm.scheduler import CosineLRScheduler

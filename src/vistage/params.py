@@ -142,6 +142,21 @@ class Params(_Strict):
     # the report (read by the report stage only; not part of training)
     report_baseline_rev: str | None = Field(
         "HEAD", description="git revision whose metrics the report compares with (empty: no comparison)")
+
+    # fast training (issue 11)
+    feature_cache: bool = Field(True, description="frozen backbone, no augment: compute its features once, "
+                                                  "train the classifier on them")
+    patch_whitening: bool = Field(False, description="models with a patch-whitening first layer (airbench): "
+                                                     "initialise it from the training images' patch covariance")
+    translate_pad: int = Field(2, ge=1, le=64, description="translate augmentation: reflect-pad by this many "
+                                                          "pixels, crop back at a random offset")
+    tta: list[Literal["flip", "translate"]] = Field(
+        default_factory=list, description="test-time augmentation in validation and predict: average the logits "
+                                          "over flipped and/or 1-pixel translated views")
+    data_on_device: bool = Field(False, description="copy the training images (uint8) to the device once "
+                                                    "instead of one batch at a time")
+    freeze_norm: bool = Field(False, description="keep BatchNorm statistics as pretrained while fine-tuning "
+                                                 "(small data, small batches)")
     data: DataParams = Field(default_factory=DataParams)
 
     # task

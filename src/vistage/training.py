@@ -26,9 +26,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from . import distributed
+from . import distributed, feature_cache
 from .augment import AugmentPlan, build_augment
-from .batches import Normalizer, SampleTransformed, channel_stats, epoch_batches, store_batches, transformed_batches
+from .batches import (Normalizer, SampleTransformed, channel_stats, epoch_batches, resident_batches, resident_store,
+                      store_batches, transformed_batches)
 from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restore_training, save_checkpoint,
                          training_state)
 from .data.split import load_split
@@ -37,7 +38,8 @@ from .errors import VistageError
 from .io import atomic_dir
 from .inference import predict_logits
 from .losses import LOSSES
-from .models import build_from_params, check_input_fits, set_backbone_frozen, train_mode
+from .models import (build_from_params, check_input_fits, classifier, set_backbone_frozen, train_mode,
+                     whiten_first_layer)
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
 from .precision import Precision, cpu_bf16_hint, resolve_precision
@@ -86,7 +88,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     with _progress_bars(dist) as progress:
         epochs_task = progress.add_task("epochs", total=params.epochs, completed=standing.epoch, info="")
         for epoch in range(standing.epoch, params.epochs):
-            wrapped = _wrapped_for(epoch, params, c, wrapped)
+            wrapped = _wrapped_for(epoch, params, data, c, wrapped)
             train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
             metrics = {**train_metrics, **_validate(params, data, c), "lr": c.schedule.lr, "throughput": throughput}
             c.schedule.step_epoch(metrics[monitor])
@@ -195,6 +197,8 @@ class Components:
     ema: nn.Module | None  # timm's ModelEmaV3 when ema_decay is set
     shuffle_gen: torch.Generator
     drop_last: bool  # drop the last partial batch (unless it would be the only one)
+    features: feature_cache.FeatureCache | None = None  # the frozen backbone's features, while it is frozen
+    resident: tuple[torch.Tensor, torch.Tensor] | None = None  # data_on_device: the store's images and labels there
 
 
 def _build(params: Params, data: TrainData, device: torch.device, dist: distributed.Dist) -> Components:
@@ -209,6 +213,11 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
     else:
         model, loss_fn = build_from_params(params, num_classes), LOSSES.get(params.loss, "loss")(params)
     mean, std = _normalization(params, model, data.store.images, data.train_images)
+    if params.patch_whitening:  # from the first 5,000 training images: no random draw, same on resume
+        sample = torch.from_numpy(data.store.images[np.sort(data.train_images)[:5000]])
+        image_model = model.backbone if data.task is not None else model
+        whiten_first_layer(image_model, params.model,
+                           Normalizer(mean, std, torch.device("cpu"), params.input_size)(sample))
     model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
     image_model = model.backbone if data.task is not None else model  # VQA: the image encoder takes images alone
     check_input_fits(image_model, params.model, params.input_size or data.store.image_size, device)
@@ -234,8 +243,10 @@ def _build(params: Params, data: TrainData, device: torch.device, dist: distribu
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=params.ema_decay)
+    resident = resident_store(data.store.images, data.labels, device) if params.data_on_device else None
     return Components(device, dist, say, precision, model, mean, std, normalize, optimizer, schedule, scaler,
-                      loss_fn, plan, per_sample, ema, torch.Generator().manual_seed(params.seed), drop_last)
+                      loss_fn, plan, per_sample, ema, torch.Generator().manual_seed(params.seed), drop_last,
+                      resident=resident)
 
 
 def _normalization(params: Params, model, images, train_idx) -> tuple[list[float], list[float]]:
@@ -311,6 +322,7 @@ class _Wrapped:
     module: nn.Module  # what the training step calls
     frozen: bool  # whether the backbone was frozen when it was built
     trainable: list[torch.Tensor]  # the parameters that require grad: what grad_clip clips
+    cached: bool = False  # the classifier alone, fed features from c.features
 
 
 def _backbone_frozen(params: Params, epoch: int) -> bool:
@@ -318,7 +330,7 @@ def _backbone_frozen(params: Params, epoch: int) -> bool:
     return params.freeze == "backbone" and (params.freeze_epochs == 0 or epoch < params.freeze_epochs)
 
 
-def _wrapped_for(epoch: int, params: Params, c: Components, current: _Wrapped | None) -> _Wrapped:
+def _wrapped_for(epoch: int, params: Params, data: TrainData, c: Components, current: _Wrapped | None) -> _Wrapped:
     """The module the training step calls in `epoch`: DDP around the model (when distributed),
     compiled if asked. DDP registers only the parameters that require grad when it is built, so
     it is built again when a two-stage run thaws the backbone."""
@@ -329,6 +341,9 @@ def _wrapped_for(epoch: int, params: Params, c: Components, current: _Wrapped | 
         set_backbone_frozen(c.model, frozen)
         if epoch and not frozen:
             c.say(f"epoch {epoch + 1}: backbone unfrozen")
+    c.features = _feature_cache(params, data, c) if frozen else None  # thawed: free it
+    if c.features is not None:
+        return _Wrapped(classifier(c.model), frozen, [p for p in c.model.parameters() if p.requires_grad], True)
     module = c.model
     if c.dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -339,11 +354,27 @@ def _wrapped_for(epoch: int, params: Params, c: Components, current: _Wrapped | 
     return _Wrapped(module, frozen, [p for p in c.model.parameters() if p.requires_grad])
 
 
+def _feature_cache(params: Params, data: TrainData, c: Components) -> "feature_cache.FeatureCache | None":
+    """The frozen backbone's features of the train and val images, computed once (feature_cache.py)."""
+    if c.features is not None or not params.feature_cache or data.task is not None:  # VQA caches its own
+        return c.features
+    if why_not := feature_cache.why_not_cached(params, c.model):
+        c.say(f"[dim]feature cache off: {why_not}[/]", soft_wrap=True)
+        return None
+    rows = np.concatenate([data.train_idx, data.val_idx])
+    started = time.perf_counter()
+    cache = feature_cache.compute_features(c.model, data.store.images, rows, c.normalize, params.batch_size * 2,
+                                           c.device, c.precision.autocast())
+    c.say(f"frozen backbone: features of {len(cache.rows)} images computed once in "
+          f"{time.perf_counter() - started:.1f}s; the classifier trains on them", soft_wrap=True)
+    return cache
+
+
 def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wrapped: _Wrapped,
                  progress: Progress) -> tuple[dict, float]:
     """One pass over this process's share of the epoch's batches: the training loss and accuracy
     (summed over all processes) and the images per second."""
-    train_mode(c.model, wrapped.frozen)
+    train_mode(c.model, wrapped.frozen, params.freeze_norm)
     if data.task is not None:  # VQA: optionally grouped by image
         batches = data.task.epoch_batches(data.train_idx, params, c.shuffle_gen, c.drop_last, c.dist.rank,
                                           c.dist.world)
@@ -356,6 +387,10 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
         transformed = None if c.per_sample is None else \
             (lambda image_batches: transformed_batches(c.per_sample, image_batches, params.num_workers, worker_seed))
         loader = data.task.batches(data.store.images, batches, transformed)
+    elif wrapped.cached:
+        loader = c.features.batches(data.labels, batches)
+    elif c.per_sample is None and c.resident is not None:
+        loader = resident_batches(*c.resident, batches)
     elif c.per_sample is None:
         loader = store_batches(data.store.images, data.labels, batches)
     else:
@@ -384,7 +419,8 @@ def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: i
     """Augment one batch, run the model, backpropagate the loss: (logits, labels on the device, loss).
     `inputs`: the model's other inputs (VQA: the encoded questions)."""
     x = x.to(c.device, non_blocking=True)
-    if x.dtype == torch.uint8:  # stored images (VQA's cached image features come as vectors)
+    # stored images; VQA's cached image features and the frozen backbone's cached features are vectors
+    if x.dtype == torch.uint8 and not wrapped.cached:
         x = c.plan.apply_batch(c.normalize(x))
     y = y.to(c.device, non_blocking=True)
     # soft targets from MixUp/CutMix feed the loss; accuracy counts the original labels
@@ -427,8 +463,11 @@ def _validate(params: Params, data: TrainData, c: Components) -> dict:
         if data.task is not None:
             return _broadcast(c, data.task.validate(evaluated, c.loss_fn, data.store.images, data.val_idx,
                                                     c.normalize, params.batch_size * 2, c.device))
-        logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
-                                      params.batch_size * 2, c.device)
+        if c.features is not None and not params.tta:  # frozen backbone: cached features through the classifier
+            logits, rows = c.features.logits(evaluated, data.val_idx, params.batch_size * 2)
+        else:
+            logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
+                                          params.batch_size * 2, c.device, params.tta)
         y_val = torch.from_numpy(data.labels[rows])
         metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
         metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
