@@ -41,14 +41,11 @@ _FIELDS = ("classes", "splits", "index", "ids", "labels", "logits")
 _ROW_FIELDS = ("splits", "index", "ids", "labels", "logits")
 
 
-@dataclass
-class Predictions:
-    classes: np.ndarray  # class names, in label order
-    splits: np.ndarray  # split name per row: test or val
-    index: np.ndarray  # store rows, in the order of the logits
-    ids: np.ndarray  # sample ids (file names) of those rows
-    labels: np.ndarray  # class index per row, -1 for unlabeled images
-    logits: np.ndarray  # (rows, classes) float32
+class SplitRows:
+    """Rows tagged with their split (`splits`): what classification's and VQA's predictions share."""
+
+    splits: np.ndarray
+    noun = "predictions"  # what a row is, for the error message
 
     @property
     def split_names(self) -> list[str]:
@@ -59,16 +56,29 @@ class Predictions:
     def headline(self) -> str:
         """The split the user-facing files describe: test, or val when there is no test split."""
         if not self.split_names:
-            raise VistageError("no test or val predictions to evaluate")
+            raise VistageError(f"no test or val {self.noun} to evaluate")
         return self.split_names[0]
+
+    def rows(self, keep: np.ndarray):
+        raise NotImplementedError
+
+    def of(self, split: str):
+        """The rows of one split."""
+        return self.rows(self.splits == split)
+
+
+@dataclass
+class Predictions(SplitRows):
+    classes: np.ndarray  # class names, in label order
+    splits: np.ndarray  # split name per row: test or val
+    index: np.ndarray  # store rows, in the order of the logits
+    ids: np.ndarray  # sample ids (file names) of those rows
+    labels: np.ndarray  # class index per row, -1 for unlabeled images
+    logits: np.ndarray  # (rows, classes) float32
 
     def rows(self, keep: np.ndarray) -> "Predictions":
         """The rows where `keep` is true."""
         return Predictions(self.classes, *(getattr(self, name)[keep] for name in _ROW_FIELDS))
-
-    def of(self, split: str) -> "Predictions":
-        """The rows of one split."""
-        return self.rows(self.splits == split)
 
     @property
     def probabilities(self) -> np.ndarray:

@@ -13,14 +13,8 @@ from .base import SOURCES, SPLIT_NAMES, FileReader, Sample, SourceData, require_
 @SOURCES.register(help="a CSV of (path, label[, split, group]); column names in data.csv_*")
 def csv(dp) -> SourceData:
     csv_path = require_path(dp, "a CSV file")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise VistageError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    for key in ("csv_path_column", "csv_label_column", "csv_split_column", "csv_group_column"):
-        column = getattr(dp, key)
-        if column is not None and column not in table.columns:
-            raise VistageError(f"{csv_path}: no column {column!r} (data.{key}); columns: {', '.join(table.columns)}")
+    table = read_csv_columns(csv_path, csv_path, dp, "data",
+                             ("csv_path_column", "csv_label_column", "csv_split_column", "csv_group_column"))
     root = Path(dp.root).expanduser() if dp.root else csv_path.parent
     root_resolved = root.resolve()
     samples, bad = [], []
@@ -51,3 +45,17 @@ def csv(dp) -> SourceData:
         samples.append(Sample(rel, label, str(full), split, group or None))
     classes = sorted({s.label for s in samples if s.label is not None})
     return SourceData(classes, samples, FileReader(), f"csv {csv_path}", bad)
+
+
+def read_csv_columns(source, name, settings, group: str, keys: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV (a path or an open file) as strings, with every column that `settings` names under
+    `keys` present (a None column is optional): else one line naming the file and the param."""
+    try:
+        table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise VistageError(f"{name}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    for key in keys:
+        column = getattr(settings, key)
+        if column is not None and column not in table.columns:
+            raise VistageError(f"{name}: no column {column!r} ({group}.{key}); columns: {', '.join(table.columns)}")
+    return table

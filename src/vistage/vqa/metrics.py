@@ -27,14 +27,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import VistageError
-from ..evaluation import CALIBRATION_BINS, DIGITS, EVAL_SPLITS
+from ..evaluation import CALIBRATION_BINS, DIGITS, SplitRows
 from .answers import normalize_answer, per_type_accuracy, vqa_accuracy
 
 UNANSWERABLE = "unanswerable"
 
 
 @dataclass
-class VqaPredictions:
+class VqaPredictions(SplitRows):
+    noun = "questions"  # not a field: no annotation
     splits: np.ndarray  # test, val or unlabeled, per question
     index: np.ndarray  # question rows of the store's questions.csv
     qids: np.ndarray
@@ -47,21 +48,8 @@ class VqaPredictions:
     answers: np.ndarray  # the predicted answer
     confidence: np.ndarray  # its softmax probability
 
-    @property
-    def split_names(self) -> list[str]:
-        return [name for name in EVAL_SPLITS if (self.splits == name).any()]
-
-    @property
-    def headline(self) -> str:
-        if not self.split_names:
-            raise VistageError("no test or val questions to evaluate")
-        return self.split_names[0]
-
     def rows(self, keep: np.ndarray) -> "VqaPredictions":
         return VqaPredictions(*(getattr(self, f.name)[keep] for f in fields(self)))
-
-    def of(self, split: str) -> "VqaPredictions":
-        return self.rows(self.splits == split)
 
     def human_answers(self) -> list[list[str]]:
         return [json.loads(a) if a else [] for a in self.human]

@@ -151,17 +151,11 @@ def _source(dp, vp, name: str, questions: list[Question], bad: list, images_at: 
 def csv(dp, vp) -> VqaSourceData:
     import io
 
-    import pandas as pd
+    from ..data.csv_source import read_csv_columns
 
     name, raw, images_at, base = questions_file(dp, vp, ".csv")
-    try:
-        table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise VistageError(f"{name}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    for key in ("image_column", "question_column", "answer_column", "answer_type_column"):
-        column = getattr(vp, key)
-        if column is not None and column not in table.columns:
-            raise VistageError(f"{name}: no column {column!r} (vqa.{key}); columns: {', '.join(table.columns)}")
+    table = read_csv_columns(io.BytesIO(raw), name, vp, "vqa",
+                             ("image_column", "question_column", "answer_column", "answer_type_column"))
     questions, bad = [], []
     for row_number, row in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
         where = f"{name} row {row_number}"
