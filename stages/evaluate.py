@@ -25,7 +25,6 @@ def evaluate(logits: Annotated[Path, typer.Option(help="the logits predict wrote
     task: vqa: the official VQA accuracy, plain accuracy, per answer type and answerability where
     the data gives them (vistage/vqa/metrics.py); per answer, confusion and reliability data."""
     from vistage import evaluation
-    from vistage.io import atomic_path, write_json
     from vistage.vqa import metrics as vqa
 
     if vqa.is_vqa_predictions(logits):
@@ -38,10 +37,7 @@ def evaluate(logits: Annotated[Path, typer.Option(help="the logits predict wrote
               (calibration, evaluation.calibration_bins(headline))]
     if confusion_pairs is not None:
         tables.append((confusion_pairs, evaluation.confusion_pairs(headline)))
-    for path, table in tables:
-        with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False)
-    write_json(metrics, summary)
+    _write(tables, metrics, summary)
     for name, m in summary.items():
         typer.echo(f"evaluate ({name}, {m['images']} images): accuracy {m['accuracy']:.4f}, "
                    f"macro F1 {m['f1_macro']:.4f}, ECE {m['ece']:.4f}")
@@ -49,7 +45,6 @@ def evaluate(logits: Annotated[Path, typer.Option(help="the logits predict wrote
 
 def _evaluate_vqa(pred, metrics: Path, per_class: Path, confusion: Path, calibration: Path,
                   confusion_pairs: Path | None) -> None:
-    from vistage.io import atomic_path, write_json
     from vistage.vqa import metrics as vqa
 
     summary = vqa.split_metrics(pred)
@@ -59,14 +54,21 @@ def _evaluate_vqa(pred, metrics: Path, per_class: Path, confusion: Path, calibra
               (calibration, vqa.calibration_bins(headline))]
     if confusion_pairs is not None:
         tables.append((confusion_pairs, vqa.confusion_pairs(rows)))
-    for path, table in tables:
-        with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False)
-    write_json(metrics, summary)
+    _write(tables, metrics, summary)
     for name, m in summary.items():
         types = ", ".join(f"{t} {v:.4f}" for t, v in m.get("per_answer_type", {}).items())
         typer.echo(f"evaluate ({name}, {m['questions']} questions): VQA accuracy {m['vqa_accuracy']:.4f}, "
                    f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}")
+
+
+def _write(tables: list, metrics: Path, summary: dict) -> None:
+    """Each (path, DataFrame) as a CSV, then the metrics JSON: every file written atomically."""
+    from vistage.io import atomic_path, write_json
+
+    for path, table in tables:
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+    write_json(metrics, summary)
 
 
 app = single_command(evaluate)
