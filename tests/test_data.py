@@ -129,6 +129,49 @@ def test_large_jpeg_decodes_at_reduced_size_with_nearly_the_same_pixels():
     assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 6  # of 255
 
 
+def _jpeg(arr, **save) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90, **save)
+    return buf.getvalue()
+
+
+def _photo(h, w):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(375, 500), (500, 375), (100, 80), (1200, 1600)],
+                         ids=["landscape", "portrait", "small", "large-at-quarter-scale"])
+def test_turbo_jpeg_decoding_matches_pil(shape, monkeypatch):
+    """simplejpeg's decode (at 1/4 scale for the 1600x1200 photo, as PIL's draft) gives the picture
+    PIL's decoder gives, within JPEG noise; PIL alone (no simplejpeg) still decodes."""
+    from vistage.data import decode
+
+    payload = _jpeg(_photo(*shape))
+    fast, seen = decode.decode_one(payload, 224, "crop")
+    monkeypatch.setattr(decode, "simplejpeg", None)
+    plain, seen_plain = decode.decode_one(payload, 224, "crop")
+    assert seen == seen_plain == f"{shape[1]}x{shape[0]}" and fast.shape == plain.shape == (224, 224, 3)
+    assert np.abs(fast.astype(int) - plain.astype(int)).mean() < 3  # of 255
+
+
+def test_turbo_jpeg_decoding_leaves_rotated_and_broken_files_to_pil_and_greys_grey():
+    from vistage.data.decode import decode_one
+
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6  # rotate 90: PIL's path applies it
+    rotated = _jpeg(_photo(300, 400), exif=exif)
+    assert decode_one(rotated, 224, "pad")[0][:, :20].max() == 0  # pad: the rotated photo stands upright
+    grey = _jpeg(_photo(300, 400)[..., 0])
+    arr, _ = decode_one(grey, 224, "crop")
+    assert arr.shape == (224, 224, 3) and (arr[..., 0] == arr[..., 2]).all()
+    plain = _jpeg(_photo(300, 400))
+    with pytest.raises(OSError):  # truncated: an error from PIL, as before
+        decode_one(plain[: len(plain) // 2], 224, "crop")
+
+
 def _png_tree(root, layout):
     import numpy as np
     from PIL import Image

@@ -52,13 +52,18 @@ def decode_into(images: np.ndarray, samples: list, reader, policy: str, workers:
     columns = [TextColumn(f"{stage}: decoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("decode", total=len(samples))
+        # a memory-mapped file: the decoding workers write their rows into it themselves
+        into = (str(images.filename), images.offset, images[0].nbytes) if isinstance(images, np.memmap) and len(
+            images) else None
         for i, arr, seen, error in decode_all(reader.payloads(samples), images.shape[1], policy, workers,
-                                              lambda k: progress.advance(task, k)):
+                                              lambda k: progress.advance(task, k), into):
             if error:
                 bad.append((samples[i].id, error))
-            else:
-                images[i], ok[i] = arr, True
-                sizes[seen] += 1
+                continue
+            if arr is not None:
+                images[i] = arr
+            ok[i] = True
+            sizes[seen] += 1
     return ok, sizes, bad
 
 
