@@ -20,18 +20,24 @@ def test_classifier_of_backbone_features_is_the_model(name):
         assert torch.allclose(classifier(model)(backbone_of(model)(x)), model(x), atol=1e-5)
 
 
-def test_cache_only_without_augmentation():
+def test_cache_only_without_augmentation_other_than_flip():
     model = build_model("simple_cnn", 3)
     assert why_not_cached(tiny_params(freeze="backbone", augment=[]), model) is None
-    assert "augment" in why_not_cached(tiny_params(freeze="backbone", augment=["flip"]), model)
+    assert why_not_cached(tiny_params(freeze="backbone", augment=["flip"]), model) is None  # two cached views
+    assert "augment: ['crop']" in why_not_cached(tiny_params(freeze="backbone", augment=["flip", "crop"]), model)
 
 
-@pytest.mark.parametrize("freeze_epochs", [0, 1], ids=["linear-probe", "two-stage"])
-def test_frozen_epochs_on_cached_features_train_as_uncached(digits_store, tmp_path, capsys, freeze_epochs):
-    """The cache changes the cost, not the result: same metrics (up to float rounding) and weights."""
-    common = dict(model="simple_cnn", freeze="backbone", freeze_epochs=freeze_epochs, epochs=2, augment=[], lr=0.01)
+@pytest.mark.parametrize("freeze_epochs,augment", [(0, []), (1, []), (1, ["flip"])],
+                         ids=["linear-probe", "two-stage", "two-stage-flip-tta"])
+def test_frozen_epochs_on_cached_features_train_as_uncached(digits_store, tmp_path, capsys, freeze_epochs, augment):
+    """The cache changes the cost, not the result: same metrics (up to float rounding) and weights.
+    With augment: [flip] the cache holds each image's two views and draws one per image as the
+    batch flip does (same random draws), and validates with flip TTA on them."""
+    common = dict(model="simple_cnn", freeze="backbone", freeze_epochs=freeze_epochs, epochs=2, augment=augment,
+                  tta=augment, lr=0.01)
     cached = train(tiny_params(**common), train_paths(digits_store, tmp_path / "cached"))
-    assert "computed once" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "computed once" in said and ("mirror images" in said) == bool(augment)
     plain = train(tiny_params(**common, feature_cache=False), train_paths(digits_store, tmp_path / "plain"))
     for key in ("train/loss", "val/loss", "val/acc", "best_val_acc"):
         assert cached[key] == pytest.approx(plain[key], abs=2e-3), key
@@ -41,9 +47,9 @@ def test_frozen_epochs_on_cached_features_train_as_uncached(digits_store, tmp_pa
 
 
 def test_cache_off_with_augmentation_says_why(digits_store, tmp_path, capsys):
-    train(tiny_params(model="simple_cnn", freeze="backbone", epochs=1, augment=["flip"]),
+    train(tiny_params(model="simple_cnn", freeze="backbone", epochs=1, augment=["crop"]),
           train_paths(digits_store, tmp_path))
-    assert "feature cache off: augment" in capsys.readouterr().err
+    assert "feature cache off: augment: ['crop']" in capsys.readouterr().err
 
 
 def test_patch_whitening_whitens_patches():
@@ -135,3 +141,16 @@ def test_freeze_norm_keeps_batchnorm_statistics_in_fine_tuning():
     assert norms and not any(m.training for m in norms) and model.layer1[0].conv1.training
     train_mode(model, backbone_frozen=False)
     assert all(m.training for m in norms)
+
+
+def test_val_every_validates_every_nth_epoch_and_the_last(digits_store, tmp_path, capsys):
+    """val_every: 2 over 3 epochs validates after epochs 2 and 3 only; the curves skip epoch 1,
+    best.pt comes from a validated epoch, and the result reports the last validation."""
+    paths = train_paths(digits_store, tmp_path)
+    result = train(tiny_params(model="simple_cnn", epochs=3, val_every=2, scheduler="plateau"), paths)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    assert ["val/acc" in line for line in lines] == [False, True, True]
+    val_steps = [row.split("\t")[0] for row in (paths.live / "plots/metrics/val/acc.tsv").read_text().splitlines()[1:]]
+    assert val_steps == ["1", "2"] and len((paths.live / "plots/metrics/train/loss.tsv").read_text().splitlines()) == 4
+    assert "val/acc" in result and result["best_val_acc"] >= result["val/acc"]
+    assert torch.load(paths.models / "best.pt", weights_only=True)["epoch"] in (2, 3)

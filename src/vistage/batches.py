@@ -79,7 +79,7 @@ def store_batches(images: np.ndarray, labels: np.ndarray,
 
 def resident_store(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """data_on_device: the whole store copied to the device once, as uint8 (4x smaller than float)."""
-    return torch.from_numpy(np.array(images)).to(device), torch.from_numpy(labels).to(device)
+    return torch.from_numpy(np.array(images)).to(device), torch.from_numpy(np.array(labels)).to(device)  # copies: writable
 
 
 def resident_batches(images: torch.Tensor, labels: torch.Tensor,

@@ -69,7 +69,7 @@ def _timed(forward, x: torch.Tensor, device: torch.device) -> float:
 def measure_cost(trained, model_name: str, batch_size: int, repeats: int, precision: str = "auto",
                  channels_last: bool = False) -> dict:
     """Latency of `repeats` batch-1 passes and throughput of max(2, repeats // 10) batches of
-    `batch_size`, for a TrainedModel (whose model is left in the default memory format)."""
+    `batch_size`, for a TrainedModel (whose model is left in the memory format it came in)."""
     from .precision import resolve_precision
 
     device, model = trained.device, trained.model
@@ -94,7 +94,8 @@ def measure_cost(trained, model_name: str, batch_size: int, repeats: int, precis
             batches = max(2, repeats // 10)
             seconds = sum(_timed(forward, images, device) for _ in range(batches))
     finally:
-        model.to(memory_format=torch.contiguous_format)
+        model.to(memory_format=torch.channels_last if getattr(trained, "channels_last", False)
+                 else torch.contiguous_format)
     side = trained.normalize.size or size
     return {
         "device": device_name(device), "model": model_name, "input_size": int(side),

@@ -34,10 +34,13 @@ def backbone_of(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | No
     return None
 
 
+CACHEABLE_AUGMENT = {"flip"}  # an image has two flip views: both are cached, one drawn per image and epoch
+
+
 def why_not_cached(params, model: nn.Module) -> str | None:
     """Why a frozen epoch of this run cannot train on cached features (None: it can)."""
-    if params.augment:
-        return f"augment: {params.augment} changes the images every epoch"
+    if other := [a for a in params.augment if a not in CACHEABLE_AUGMENT]:
+        return f"augment: {other} changes the images every epoch"
     if params.devices > 1:
         return "devices > 1 (each process would compute its own)"
     if backbone_of(model) is None:
@@ -51,43 +54,74 @@ class FeatureCache:
 
     rows: np.ndarray  # sorted store rows covered
     features: torch.Tensor  # (len(rows), dim), float32 on the training device
+    flipped: torch.Tensor | None = None  # the same of the mirrored images (augment: [flip]), else None
 
-    def lookup(self, store_rows: np.ndarray) -> torch.Tensor:
-        return self.features[torch.from_numpy(np.searchsorted(self.rows, store_rows)).to(self.features.device)]
+    def lookup(self, store_rows: np.ndarray, of: torch.Tensor | None = None) -> torch.Tensor:
+        of = self.features if of is None else of
+        return of[torch.from_numpy(np.searchsorted(self.rows, store_rows)).to(of.device)]
 
     def batches(self, labels: np.ndarray, batches: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor,
                                                                                    np.ndarray]]:
-        """(features, labels, rows) per batch of store rows: what the training loop feeds the classifier."""
+        """(features, labels, rows) per batch of store rows: what the training loop feeds the
+        classifier. With flipped views, each image's is drawn with probability 1/2, as the batch
+        `flip` augmentation draws (same RNG)."""
         for batch in batches:
-            yield self.lookup(batch), torch.from_numpy(labels[batch]), batch
+            x = self.lookup(batch)
+            if self.flipped is not None:
+                mask = (torch.rand(len(batch)) < 0.5).to(x.device)[:, None]
+                x = torch.where(mask, self.lookup(batch, self.flipped), x)
+            yield x, torch.from_numpy(labels[batch]), batch
 
     @torch.no_grad()
-    def logits(self, model: nn.Module, store_rows: np.ndarray, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
+    def logits(self, model: nn.Module, store_rows: np.ndarray, batch_size: int,
+               tta=()) -> tuple[torch.Tensor, np.ndarray]:
         """The classifier's logits (on the CPU) for `store_rows`, in sorted row order, as
-        inference.predict_logits returns them."""
+        inference.predict_logits returns them; `tta: [flip]` averages them with the mirrored
+        images' (needs the flipped views)."""
         head = classifier(model)
         was_training = head.training
         head.eval()
         rows = np.asarray(store_rows)
-        out = [head(self.lookup(rows[s:s + batch_size])).float().cpu() for s in range(0, len(rows), batch_size)]
+        views = [self.features] + ([self.flipped] if "flip" in tta else [])
+        out = [sum(head(self.lookup(rows[s:s + batch_size], of)).float() for of in views).cpu() / len(views)
+               for s in range(0, len(rows), batch_size)]
         head.train(was_training)
         return (torch.cat(out) if out else torch.zeros(0, 0)), rows
 
+    def serves(self, tta) -> bool:
+        """Whether validation with these test-time views can run on the cache."""
+        return set(tta) <= ({"flip"} if self.flipped is not None else set())
+
 
 @torch.no_grad()
-def compute_features(model: nn.Module, images: np.ndarray, rows: np.ndarray, normalize: Normalizer,
-                     batch_size: int, device: torch.device, autocast=None,
-                     progress: Callable[[int], None] = lambda n: None) -> FeatureCache:
-    """Run the backbone (in eval mode) once over the store rows `rows`."""
-    backbone = backbone_of(model)
-    was_training = model.training
-    model.eval()
-    rows = np.unique(rows)
+def backbone_features(backbone: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, rows: np.ndarray,
+                      normalize: Callable[[torch.Tensor], torch.Tensor], batch_size: int, device: torch.device,
+                      autocast=None, progress: Callable[[int], None] = lambda n: None) -> torch.Tensor:
+    """backbone(normalize(batch)) over the store rows `rows`, in that order, as float32 on `device`:
+    [len(rows), D] (or [len(rows), R, D] for region vectors, VQA's image_grid). The one place a
+    frozen backbone runs over a store: the classifier's cache below and VQA's (vqa/features.py)."""
     parts = []
     dummy = np.zeros(len(images), dtype=np.int64)
-    for x, _, _ in iterate_batches(images, dummy, rows, batch_size, shuffle=False):
+    for x, _, _ in iterate_batches(images, dummy, np.asarray(rows), batch_size, shuffle=False):
         with autocast or torch.autocast(device.type, enabled=False):
             parts.append(backbone(normalize(x.to(device, non_blocking=True))).float())
         progress(len(x))
-    model.train(was_training)
-    return FeatureCache(rows, torch.cat(parts))
+    return torch.cat(parts) if parts else torch.zeros(0, 0, device=device)
+
+
+def compute_features(model: nn.Module, images: np.ndarray, rows: np.ndarray, normalize: Normalizer,
+                     batch_size: int, device: torch.device, autocast=None,
+                     progress: Callable[[int], None] = lambda n: None, flip: bool = False) -> FeatureCache:
+    """Run the backbone (in eval mode: BatchNorm's running statistics, no dropout) once over the
+    store rows `rows`; with `flip`, once more over the mirrored images."""
+    was_training = model.training
+    model.eval()
+    rows = np.unique(rows)
+    backbone = backbone_of(model)
+    try:
+        features = backbone_features(backbone, images, rows, normalize, batch_size, device, autocast, progress)
+        flipped = None if not flip else backbone_features(lambda x: backbone(x.flip(-1)), images, rows, normalize,
+                                                          batch_size, device, autocast, progress)
+    finally:
+        model.train(was_training)
+    return FeatureCache(rows, features, flipped)

@@ -1,5 +1,6 @@
 """Running a trained model over part of the store, and rebuilding a model from a checkpoint."""
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ from torch import nn
 from .batches import Normalizer, iterate_batches
 from .checkpoint import load_trained
 from .models import build_from_params
+from .precision import Precision, resolve_precision
 
 
 @torch.no_grad()
@@ -32,14 +34,21 @@ def tta_logits(model: nn.Module, x: torch.Tensor, tta=()) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, index: np.ndarray, normalize: Normalizer,
-                   batch_size: int, device: torch.device, tta=()) -> tuple[torch.Tensor, np.ndarray]:
-    """Logits (on the CPU) for the store rows `index`, and those rows in the order of the logits;
-    averaged over the test-time augmentations `tta` (flip, translate) when asked."""
+                   batch_size: int, device: torch.device, tta=(), precision: Precision | None = None,
+                   channels_last: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """Logits (float32, on the CPU) for the store rows `index`, and those rows in the order of the
+    logits; averaged over the test-time augmentations `tta` (flip, translate) when asked. The model
+    runs in the precision and memory format it trained in (measured: validating a bf16 +
+    channels_last net in fp32 took a third of each CIFAR-10 epoch of the cifar10-cpu recipe)."""
     model.eval()
     dummy = np.zeros(len(images), dtype=np.int64)
     outs, order = [], []
     for x, _, rows in iterate_batches(images, dummy, np.asarray(index), batch_size, shuffle=False):
-        outs.append(tta_logits(model, normalize(x.to(device, non_blocking=True)), tta).cpu())
+        x = normalize(x.to(device, non_blocking=True))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precision.autocast() if precision is not None else nullcontext():
+            outs.append(tta_logits(model, x, tta).cpu())
         order.append(rows)
     if not outs:
         return torch.zeros(0, 0), np.zeros(0, dtype=np.int64)
@@ -57,7 +66,10 @@ class TrainedModel:
         # the checkpoint holds the weights: never fetch pretrained ones again
         self.model = build_from_params(self.params, len(self.classes), pretrained=False)
         self.model.load_state_dict(trained.weights)
-        self.model.to(device).eval()
+        self.channels_last = bool(self.params.get("channels_last", False))
+        self.model.to(device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.model.eval()
+        self.precision = resolve_precision(self.params.get("precision", "fp32"), device)
         self.normalize = Normalizer(trained.info.mean, trained.info.std, device, size=self.params.get("input_size"))
         self.device = device
         self.epoch = trained.epoch
@@ -65,4 +77,4 @@ class TrainedModel:
     def logits(self, images: np.ndarray, index: np.ndarray, batch_size: int = 256):
         # the test-time augmentation it was validated with during training
         return predict_logits(self.model, images, index, self.normalize, batch_size, self.device,
-                              self.params.get("tta", ()))
+                              self.params.get("tta", ()), self.precision, self.channels_last)

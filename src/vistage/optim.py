@@ -71,7 +71,7 @@ class Schedule:
     def step_batch(self) -> None:
         pass
 
-    def step_epoch(self, val_metric: float) -> None:
+    def step_epoch(self, val_metric: float | None) -> None:
         pass
 
     @property
@@ -95,9 +95,10 @@ class _TorchSchedule(Schedule):
         if self.per_batch:
             self.scheduler.step()
 
-    def step_epoch(self, val_metric: float) -> None:
+    def step_epoch(self, val_metric: float | None) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(val_metric)
+            if val_metric is not None:  # plateau counts validations (val_every)
+                self.scheduler.step(val_metric)
         elif not self.per_batch:
             self.scheduler.step()
 
@@ -119,7 +120,7 @@ class _TimmSchedule(_TorchSchedule):
         self.updates += 1
         self.scheduler.step_update(self.updates)
 
-    def step_epoch(self, val_metric: float) -> None:
+    def step_epoch(self, val_metric: float | None) -> None:
         pass
 
     def state_dict(self) -> dict:

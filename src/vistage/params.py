@@ -113,6 +113,8 @@ class Params(_Strict):
     lr_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decaying")
     lr_step_epochs: int = Field(10, ge=1, description="step: epochs between decays")
     early_stopping_patience: int = Field(0, ge=0, description="stop after this many epochs without improvement (0: off)")
+    val_every: int = Field(1, ge=1, description="validate every N epochs and after the last; best.pt, plateau and "
+                                                 "early stopping then count validations")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="model EMA decay, e.g. 0.999 (0: off)")
     loss: str = Field("cross_entropy", description="loss keyword")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing for cross-entropy")
@@ -144,7 +146,7 @@ class Params(_Strict):
         "HEAD", description="git revision whose metrics the report compares with (empty: no comparison)")
 
     # fast training (issue 11)
-    feature_cache: bool = Field(True, description="frozen backbone, no augment: compute its features once, "
+    feature_cache: bool = Field(True, description="frozen backbone, no augment but flip: compute its features once, "
                                                   "train the classifier on them")
     patch_whitening: bool = Field(False, description="models with a patch-whitening first layer (airbench): "
                                                      "initialise it from the training images' patch covariance")

@@ -90,9 +90,10 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
         for epoch in range(standing.epoch, params.epochs):
             wrapped = _wrapped_for(epoch, params, data, c, wrapped)
             train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
-            metrics = {**train_metrics, **_validate(params, data, c), "lr": c.schedule.lr, "throughput": throughput}
-            c.schedule.step_epoch(metrics[monitor])
-            improved = _count_epoch(standing, epoch + 1, metrics[monitor], params.early_stopping_patience)
+            validated = _validate(params, data, c) if _validates(params, epoch) else {}
+            metrics = {**train_metrics, **validated, "lr": c.schedule.lr, "throughput": throughput}
+            c.schedule.step_epoch(metrics.get(monitor))
+            improved = _count_epoch(standing, epoch + 1, metrics.get(monitor), params.early_stopping_patience)
             if dist.is_main:
                 for name, value in metrics.items():
                     live.log_metric(name, float(value))
@@ -364,8 +365,9 @@ def _feature_cache(params: Params, data: TrainData, c: Components) -> "feature_c
     rows = np.concatenate([data.train_idx, data.val_idx])
     started = time.perf_counter()
     cache = feature_cache.compute_features(c.model, data.store.images, rows, c.normalize, params.batch_size * 2,
-                                           c.device, c.precision.autocast())
-    c.say(f"frozen backbone: features of {len(cache.rows)} images computed once in "
+                                           c.device, c.precision.autocast(), flip="flip" in params.augment)
+    mirrored = " and of their mirror images (augment: flip)" if cache.flipped is not None else ""
+    c.say(f"frozen backbone: features of {len(cache.rows)} images{mirrored} computed once in "
           f"{time.perf_counter() - started:.1f}s; the classifier trains on them", soft_wrap=True)
     return cache
 
@@ -396,7 +398,9 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
     else:
         loader = transformed_batches(c.per_sample, batches, params.num_workers, worker_seed)
     batch_task = progress.add_task(f"epoch {epoch + 1}", total=len(batches), info="")
-    seen, loss_sum, correct = 0, 0.0, 0
+    # running sums stay on the device: the host waits for the device once per CHECK_EVERY steps,
+    # not three times a step (on a GPU each wait drains the queue of launched kernels)
+    seen, loss_sum, correct = 0, torch.zeros((), device=c.device), torch.zeros((), device=c.device)
     started = time.perf_counter()
     for i, (x, y, _, *inputs) in enumerate(loader):
         step_now = (i + 1) % params.accumulate == 0 or i + 1 == len(batches)
@@ -404,12 +408,15 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
         if step_now:
             _optimizer_step(params, c, wrapped)
         seen += len(y)
-        loss_sum += loss.item() * len(y)
-        correct += hits(logits, y)
-        progress.update(batch_task, advance=1, info=f"loss {loss_sum / seen:.4f}")
+        loss_sum += loss.detach() * len(y)
+        correct += hits(logits.detach(), y)
+        if (i + 1) % CHECK_EVERY == 0 or i + 1 == len(batches):
+            mean_loss = _finite_mean(loss_sum, seen, epoch, params)
+            progress.update(batch_task, info=f"loss {mean_loss:.4f}")
+        progress.update(batch_task, advance=1)
     elapsed = time.perf_counter() - started
     progress.remove_task(batch_task)
-    loss_sum, correct, seen = c.dist.sum(loss_sum, correct, seen)
+    loss_sum, correct, seen = c.dist.sum(loss_sum.item(), correct.item(), seen)
     return {"train/loss": loss_sum / seen, "train/acc": correct / seen}, seen / elapsed
 
 
@@ -433,11 +440,20 @@ def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: i
         with c.precision.autocast():
             logits = VqaTask.forward(wrapped.module, x, inputs, c.device) if inputs else wrapped.module(x)
         loss = c.loss_fn(logits.float(), target)
-        if not torch.isfinite(loss):
-            raise VistageError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
-                               f"lower lr (now {params.lr})")
         c.scaler.scale(loss / params.accumulate).backward()
     return logits, y, loss
+
+
+CHECK_EVERY = 8  # training steps between looks at the running loss (divergence, progress bar)
+
+
+def _finite_mean(loss_sum: torch.Tensor, seen: int, epoch: int, params: Params) -> float:
+    """The epoch's mean training loss so far; a non-finite one stops the run (a NaN or inf loss
+    in any step makes the running sum non-finite for good, so no step escapes the check)."""
+    mean = loss_sum.item() / seen
+    if not math.isfinite(mean):
+        raise VistageError(f"training diverged at epoch {epoch + 1} (loss {mean}); lower lr (now {params.lr})")
+    return mean
 
 
 def _optimizer_step(params: Params, c: Components, wrapped: _Wrapped) -> None:
@@ -463,11 +479,12 @@ def _validate(params: Params, data: TrainData, c: Components) -> dict:
         if data.task is not None:
             return _broadcast(c, data.task.validate(evaluated, c.loss_fn, data.store.images, data.val_idx,
                                                     c.normalize, params.batch_size * 2, c.device))
-        if c.features is not None and not params.tta:  # frozen backbone: cached features through the classifier
-            logits, rows = c.features.logits(evaluated, data.val_idx, params.batch_size * 2)
+        if c.features is not None and c.features.serves(params.tta):  # frozen backbone: the cached features
+            logits, rows = c.features.logits(evaluated, data.val_idx, params.batch_size * 2, params.tta)
         else:
             logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
-                                          params.batch_size * 2, c.device, params.tta)
+                                          params.batch_size * 2, c.device, params.tta, c.precision,
+                                          params.channels_last)
         y_val = torch.from_numpy(data.labels[rows])
         metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
         metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
@@ -484,8 +501,17 @@ def _broadcast(c: Components, metrics: dict) -> dict:
 
 # -- after each epoch -------------------------------------------------------------------------
 
-def _count_epoch(standing: Standing, epochs_done: int, value: float, patience: int) -> bool:
-    """Record a finished epoch whose monitored metric is `value`; True when it is the best yet."""
+def _validates(params: Params, epoch: int) -> bool:
+    """Whether `epoch` ends with validation: every `val_every` epochs, and always after the last."""
+    return (epoch + 1) % params.val_every == 0 or epoch + 1 == params.epochs
+
+
+def _count_epoch(standing: Standing, epochs_done: int, value: float | None, patience: int) -> bool:
+    """Record a finished epoch whose monitored metric is `value` (None: not validated, which
+    neither improves nor counts against patience); True when it is the best yet."""
+    standing.epoch = epochs_done
+    if value is None:
+        return False
     improved = value > standing.best_metric
     standing.best_metric = max(standing.best_metric, value)
     standing.stale_epochs = 0 if improved else standing.stale_epochs + 1

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..feature_cache import backbone_features as _run_backbone
 
-@torch.inference_mode()
+
 def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: int = 64,
                       device: torch.device | str = "cpu") -> torch.Tensor:
     """backbone(normalize(batch)) for every image, in order: float32 [N, D] (or [N, R, D]) on the CPU.
@@ -21,21 +22,14 @@ def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: 
     `images_uint8`: (N, H, W, 3) uint8, numpy (a memory-mapped store works: read a batch at a time)
     or torch; `normalize`: uint8 NHWC batch on the device -> the float NCHW the backbone takes
     (batches.Normalizer). The backbone runs in eval mode (BatchNorm's running statistics, no
-    dropout) and is left in the mode it was in."""
-    device = torch.device(device)
+    dropout) and is left in the mode it was in. The loop is feature_cache's, shared with the
+    classifier's cache."""
+    images = images_uint8.numpy() if isinstance(images_uint8, torch.Tensor) else images_uint8
     was_training = backbone.training
     backbone.eval()
     try:
-        chunks = []
-        for start in range(0, len(images_uint8), batch_size):
-            batch = images_uint8[start:start + batch_size]
-            # a copy: a store's memory map is read-only, which torch.from_numpy warns about
-            batch = torch.from_numpy(np.array(batch)) if isinstance(batch, np.ndarray) else batch
-            out = backbone(normalize(batch.to(device, non_blocking=True)))
-            chunks.append(out.float().cpu())  # [B, D], or [B, R, D] region vectors (vqa.image_grid)
-        if not chunks:
-            return torch.zeros(0, 0)
-        return torch.cat(chunks)
+        return _run_backbone(backbone, images, np.arange(len(images)), normalize, batch_size,
+                             torch.device(device)).cpu()
     finally:
         backbone.train(was_training)
 

@@ -139,7 +139,7 @@ class VqaTask:
             x = x.to(device)
             logits = self.forward(model, normalize(x) if x.dtype == torch.uint8 else x, inputs, device).float().cpu()
             loss_sum += loss_fn(logits, target).item() * len(part)
-            score += hits(logits, target)
+            score += float(hits(logits, target))
         return {"val/loss": loss_sum / len(rows), "val/acc": score / len(rows)}
 
     @staticmethod
@@ -151,13 +151,14 @@ class VqaTask:
         return {"answers": self.vocab.to_dict(), "questions": self.encoding.state()}
 
 
-def hits(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Summed accuracy of the top answers: a class index per row (classification), or the soft
-    target's value at the top answer (VQA: the VQA score of that answer)."""
+def hits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Summed accuracy of the top answers, as a 0-d tensor on the logits' device (no host sync): a
+    class index per row (classification), or the soft target's value at the top answer (VQA: the
+    VQA score of that answer)."""
     top = logits.argmax(1)
     if target.ndim == 1:
-        return float((top == target).sum().item())
-    return float(target.gather(1, top[:, None]).sum().item())
+        return (top == target).sum().float()
+    return target.gather(1, top[:, None]).sum().float()
 
 
 def load_task(params, store_dir: Path, split: pd.DataFrame, split_path: Path) -> tuple["VqaTask", np.ndarray,
