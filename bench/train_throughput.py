@@ -97,9 +97,12 @@ def vistage_epoch(work: Path, params: dict, run: str) -> float:
 
 
 def synthetic_epoch(params: dict, steps: int) -> float:
-    """The same model, precision and memory format on random inputs already on the device: the
-    speed of the model step alone, the ceiling for any data path."""
+    """The same model, optimizer (the train stage's own factory: timm's Nesterov SGD with weight
+    decay off biases and norms), loss, precision and memory format on random inputs already on the
+    device: the speed of the model step alone, the ceiling for any data path."""
+    from vistage.losses import LOSSES
     from vistage.models import build_from_params
+    from vistage.optim import OPTIMIZERS
     from vistage.params import Params
     from vistage.precision import resolve_precision
     from vistage.runtime import resolve_device
@@ -109,7 +112,8 @@ def synthetic_epoch(params: dict, steps: int) -> float:
     precision = resolve_precision(p.precision, device)
     model = build_from_params(p, 10).to(device, memory_format=torch.channels_last if p.channels_last
                                         else torch.preserve_format).train()
-    opt = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=0.9)
+    opt = OPTIMIZERS.get(p.optimizer, "optimizer")(model, p.lr, p.weight_decay, p.momentum, p.backbone_lr_scale)
+    loss_fn = LOSSES.get(p.loss, "loss")(p)
     scaler = precision.scaler()
     size = p.input_size or p.data.image_size
     x = torch.randn(p.batch_size, 3, size, size, device=device)
@@ -119,7 +123,7 @@ def synthetic_epoch(params: dict, steps: int) -> float:
 
     def step():
         with precision.autocast():
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            loss = loss_fn(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

@@ -47,7 +47,7 @@ DEFINING = {
                "data.path": "data/tiny-imagenet/train.csv", "data.val_fraction": 0.2,
                "augment": ["random_resized_crop", "flip", "randaugment", "random_erasing", "mixup_cutmix"]},
     # issue 11: the speed recipes
-    "cifar10-cpu": {"model": "airbench_small", "patch_whitening": True, "optimizer": "sgd", "scheduler": "triangular",
+    "cifar10-cpu": {"model": "airbench", "patch_whitening": True, "optimizer": "sgd", "scheduler": "triangular",
                     "tta": ["flip", "translate"], "data.val_fraction": 0.1},
     "cifar10-gpu": {"model": "airbench", "patch_whitening": True, "optimizer": "sgd", "scheduler": "triangular",
                     "tta": ["flip", "translate"], "data_on_device": True, "data.val_fraction": 0.1},
@@ -58,6 +58,9 @@ DEFINING["r1-vqa"] = {"task": "vqa", "vqa.source": "json", "model": "resnet50", 
                       "vqa.question_encoder": "bow", "vqa.fusion": "concat", "vqa.loss": "soft_bce"}
 DEFINING["r2-vqa"] = {"task": "vqa", "vqa.source": "json", "pretrained": True, "vqa.question_encoder": "minilm",
                       "vqa.loss": "soft_bce"}
+DEFINING["pets-transfer"] = {"model": "tf_efficientnet_lite0", "pretrained": True, "freeze": "backbone",
+                             "freeze_epochs": 40, "freeze_norm": True,
+                             "data.path": "../shared/datasets/oxford-pets-sample.tar"}
 DEFINING["daquar"] = {"task": "vqa", "vqa.source": "csv", "data.path": "../shared/datasets/daquar-train.tar",
                       "pretrained": True, "freeze": "backbone", "freeze_epochs": 0, "augment": []}
 for _name in ("r3-scratch", "r3-frozen", "r3-finetune", "r3-two-stage", "cifar10-cpu", "cifar10-gpu"):
