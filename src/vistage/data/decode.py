@@ -9,11 +9,12 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from itertools import chain
 
 import numpy as np
 from PIL import Image
 
-from .images import to_store_array
+from .images import shrinks, to_store_array
 
 try:  # libjpeg-turbo without PIL's overhead; a dependency, but PIL alone still decodes everything
     import simplejpeg
@@ -103,9 +104,8 @@ def _init_worker() -> None:
     import signal
     import sys
 
-    import torch
-
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # imported before the fork (see decode_all)
+        sys.modules["torch"].set_num_threads(1)
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -140,6 +140,10 @@ def decode_all(payloads: Iterable, size: int, policy: str, workers: int,
             yield from _decode_chunk(chunk, size, policy)
             on_chunk(len(chunk))
         return
+    first = next(chunks, None)
+    if first is not None and shrinks(first[0][1], size):
+        import torch  # noqa: F401  (crop_resize's, imported once here before the workers fork, not in each)
+    chunks = chain([first] if first is not None else [], chunks)
     with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
         pending = set()
         while True:
