@@ -46,34 +46,29 @@ def fit(img: Image.Image, size: int, policy: str = "crop") -> Image.Image:
 
 
 def to_store_array(img: Image.Image | np.ndarray, size: int, policy: str = "crop") -> np.ndarray:
-    """The store's (size, size, 3) uint8 array of a PIL image or an RGB (H, W, 3) uint8 array."""
-    if isinstance(img, Image.Image):
-        img = to_rgb(img)
-        if policy != "crop" or img.size == (size, size):
-            return np.asarray(fit(img, size, policy), dtype=np.uint8)
-        img = np.asarray(img)
-    elif policy != "crop":
-        return to_store_array(Image.fromarray(img), size, policy)
-    return crop_resize(img, size)
+    """The store's (size, size, 3) uint8 array of a PIL image (any mode) or an RGB (H, W, 3) uint8
+    array. Shrinking to a crop goes through torch's kernel (crop_resize); the rest through `fit`."""
+    side = min(img.size) if isinstance(img, Image.Image) else min(img.shape[:2])
+    if policy == "crop" and side > size:
+        return crop_resize(np.asarray(to_rgb(img)) if isinstance(img, Image.Image) else img, size)
+    img = to_rgb(img) if isinstance(img, Image.Image) else Image.fromarray(img)
+    return np.asarray(fit(img, size, policy), dtype=np.uint8)
 
 
 def crop_resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """`fit`'s crop policy on an RGB array: the centred square of the shorter side, resized to size
-    x size. Shrinking uses torch's antialiased bicubic filter, a vectorised uint8 kernel that gives
-    PIL's BICUBIC pixels (within 1 of 255) 2.5x faster than PIL on the Oxford pets photos; growing
-    a small image is cheap in PIL, which keeps torch (2 s to import) out of prepare there."""
-    h, w = rgb.shape[:2]
-    if (h, w) == (size, size):
-        return np.ascontiguousarray(rgb)
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = np.array(rgb[top:top + side, left:left + side])  # a writable copy
-    if side <= size:
-        return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+    """`fit`'s crop policy for an RGB array larger than size x size: the centred square of the
+    shorter side, shrunk with torch's antialiased bicubic filter, a vectorised uint8 kernel that
+    gives PIL's BICUBIC pixels (within 1 of 255) 2.5x faster than PIL on the Oxford pets photos.
+    Smaller images go through PIL (`fit`), cheap there, which keeps torch (2 s to import) out of
+    prepare for them."""
     import torch
 
-    out = torch.nn.functional.interpolate(torch.from_numpy(square).permute(2, 0, 1)[None], size=(size, size),
-                                          mode="bicubic", antialias=True)
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = torch.from_numpy(np.array(rgb[top:top + side, left:left + side]))  # a writable copy
+    out = torch.nn.functional.interpolate(square.permute(2, 0, 1)[None], size=(size, size), mode="bicubic",
+                                          antialias=True)
     return out[0].permute(1, 2, 0).contiguous().numpy()
 
 
