@@ -7,11 +7,11 @@ images, and the mean over folds uses all 6,795 questions (one 80/20 split alone 
 about +-1 point).
 
 The image encoder is frozen and pretrained (tf_efficientnet_lite0, ImageNet weights packaged with
-the project), so its features are computed once per image (vistage.vqa.features.backbone_features);
+the project), so its features are computed once per image (vistage.tasks.vqa.features.backbone_features);
 a frozen MiniLM's question embeddings likewise once per question (QuestionEncoding.encode). Only the
 heads train: question encoder (bow, bilstm, transformer from scratch; minilm frozen), fusion and MLP,
-exactly the modules `create_vqa_model` builds (vistage.vqa.model). Score: exact match of the
-normalized answer (the official normalization, vistage.vqa.answers), DAQUAR's plain accuracy.
+exactly the modules `create_vqa_model` builds (vistage.tasks.vqa.model). Score: exact match of the
+normalized answer (the official normalization, vistage.tasks.vqa.answers), DAQUAR's plain accuracy.
 
     python bench/vqa_daquar.py                      # features, blind baselines, every encoder x fusion
     python bench/vqa_daquar.py --folds 2 --epochs 5 --encoders bow --fusions mul   # a quick look
@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from vistage.params import Params  # noqa: E402
-from vistage.vqa.answers import AnswerVocab, normalize_answer  # noqa: E402
-from vistage.vqa.features import backbone_features  # noqa: E402
-from vistage.vqa.losses import vqa_loss  # noqa: E402
-from vistage.vqa.model import (FUSIONS, QUESTION_ENCODERS, QuestionEncoding, RegionPool, VqaModel,  # noqa: E402
+from vistage.tasks.vqa.answers import AnswerVocab, normalize_answer  # noqa: E402
+from vistage.tasks.vqa.features import backbone_features  # noqa: E402
+from vistage.tasks.vqa.losses import vqa_loss  # noqa: E402
+from vistage.tasks.vqa.model import (FUSIONS, QUESTION_ENCODERS, QuestionEncoding, RegionPool, VqaModel,  # noqa: E402
                                image_encoder)
 
 DAQUAR = ROOT.parent / "shared" / "datasets" / "daquar-train.tar"

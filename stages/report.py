@@ -1,6 +1,5 @@
-"""report: one self-contained HTML page, and the same as markdown for pull requests: metrics and
-their change since a git revision, inference cost, curves, calibration, confusion, per-class
-scores, mistakes, Grad-CAM examples and params."""
+"""report: one self-contained HTML page, and the same as markdown for pull requests: the task's
+metrics and their change since a git revision, curves, its error analysis and the params."""
 
 from pathlib import Path
 from typing import Annotated
@@ -29,17 +28,15 @@ def report(params: ParamsFile,
            baseline: Annotated[str | None, typer.Option(
                help="git revision to compare the metrics with (default: params report_baseline_rev)")] = None,
            ) -> None:
-    """One self-contained HTML page (and optionally markdown): metrics and their change since a
-    git revision, cost, curves, calibration, confusion, per-class scores, mistakes, Grad-CAM, params."""
+    """One self-contained HTML page (and optionally markdown) of the task's sections."""
     from vistage.params import load_params
-    from vistage.report import ReportInputs, build_report, write_report
-    from vistage.vqa import report as _vqa_report  # noqa: F401  (task: vqa's page; either task: one set of deps)
+    from vistage.reporting.sections import ReportInputs
+    from vistage.tasks import create_task
 
     p = load_params(params, keywords=())
     inputs = ReportInputs(metrics, live, per_class, confusion, predictions, store, calibration, confusion_pairs,
                           cost, gradcam, baseline if baseline is not None else p.report_baseline_rev)
-    write_report(build_report(p, inputs), out, markdown, markdown_files)
-    typer.echo(f"report: {out}" + (f", {markdown}" if markdown else ""))
+    typer.echo(f"report: {create_task(p.task).report(p, inputs, out, markdown, markdown_files)}")
 
 
 app = single_command(report)

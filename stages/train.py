@@ -17,28 +17,14 @@ def train(params: ParamsFile,
 
     With `devices: N` (N > 1) in params.yaml it re-runs itself under torchrun on N processes;
     started by torchrun yourself (several nodes), it joins that process group instead."""
-    from vistage import distributed
     from vistage.params import load_params
+    from vistage.training import TrainPaths, train_stage
 
     p = load_params(params)
-    if p.devices > 1 and not distributed.under_torchrun():
-        import subprocess
-
-        from vistage.data.split import load_split
-        from vistage.runtime import resolve_device
-
-        n_train = int((load_split(split)["split"] == "train").sum())
-        distributed.check_launch(p.devices, p.batch_size, resolve_device(p.device).type, n_train, str(params))
-        args = ["--params", params, "--store", store, "--split", split, "--models", models, "--live", live]
-        cmd = distributed.relaunch_command(p.devices, "stages.train", [str(a) for a in args])
-        typer.echo(f"train: {p.devices} processes: {' '.join(cmd)}", err=True)
-        raise typer.Exit(subprocess.run(cmd).returncode)
-
-    from vistage.training import TrainPaths, train as run_training
-
-    result = run_training(p, TrainPaths(store, split, models, live))
-    if distributed.is_main_process():
-        typer.echo("train: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
+    code, summary = train_stage(p, params, TrainPaths(store, split, models, live))
+    if summary:
+        typer.echo(f"train: {summary}")
+    raise typer.Exit(code)
 
 
 app = single_command(train)

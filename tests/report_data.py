@@ -10,7 +10,11 @@ import pandas as pd
 from PIL import Image
 from sklearn.metrics import precision_recall_fscore_support
 
-from vistage.report import ReportInputs
+from vistage.params import Params
+from vistage.reporting.sections import ReportInputs
+from vistage.tasks import create_task
+
+CLASSIFY = create_task("classify").report_layout(Params())  # the classification page
 
 
 def class_names(n: int) -> list[str]:

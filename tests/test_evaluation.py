@@ -172,7 +172,7 @@ def test_npz_round_trip(tmp_path):
     path = tmp_path / "logits.npz"
     pred.save(path)
     with np.load(path, allow_pickle=False) as data:
-        assert sorted(data.files) == ["classes", "ids", "index", "labels", "logits", "splits"]
+        assert sorted(data.files) == ["classes", "ids", "index", "labels", "logits", "splits", "task"]
     back = Predictions.load(path)
     for name in ("classes", "splits", "index", "ids", "labels", "logits"):
         assert np.array_equal(getattr(back, name), getattr(pred, name)), name
@@ -220,7 +220,8 @@ def test_evaluate_writes_metrics_per_split_and_test_plots(tmp_path):
     pred.save(tmp_path / "logits.npz")
     out = {name: tmp_path / "metrics" / name for name in ("eval.json", "per_class.csv", "confusion.csv",
                                                           "calibration.csv", "confusion_pairs.csv")}
-    evaluate(tmp_path / "logits.npz", out["eval.json"], out["per_class.csv"], out["confusion.csv"],
+    (tmp_path / "params.yaml").write_text("task: classify\n")
+    evaluate(tmp_path / "params.yaml", tmp_path / "logits.npz", out["eval.json"], out["per_class.csv"], out["confusion.csv"],
              out["calibration.csv"], out["confusion_pairs.csv"])
     metrics = json.loads(out["eval.json"].read_text())
     assert list(metrics) == ["test", "val"]

@@ -18,9 +18,12 @@ def test_vistage_list_shows_every_registry_params_yaml_is_checked_against():
     import importlib
 
     from vistage.params import KEYWORD_REGISTRIES
+    from vistage.tasks import TASKS, create_task
 
-    checked = {getattr(importlib.import_module(module), name) for module, name in KEYWORD_REGISTRIES.values()}
-    assert checked == set(ALL.values())
+    tasks = [create_task(name).keyword_registries for name in TASKS.own_names()]
+    keys = [*KEYWORD_REGISTRIES.values(), *(entry for own in tasks for entry in own.values())]
+    checked = {getattr(importlib.import_module(module), name) for module, name in keys}
+    assert checked | {TASKS} == set(ALL.values())
 
 
 @pytest.mark.parametrize("kind", sorted(ALL))

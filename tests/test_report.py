@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from vistage.params import Params
-from vistage.report import build_report, write_report
+from vistage.reporting.sections import build_report, write_report
 from vistage.reporting.blocks import Change, Table
 
 from .conftest import ROOT, run_env
-from .report_data import write_report_inputs
+from .report_data import CLASSIFY, write_report_inputs
 
 
 def _write(tmp_path: Path, inputs) -> tuple[str, str, Path]:
     reports = tmp_path / "reports"
-    write_report(build_report(Params(), inputs), reports / "index.html", reports / "report.md", reports / "report_files")
+    write_report(build_report(Params(), inputs, CLASSIFY), reports / "index.html", reports / "report.md", reports / "report_files")
     return (reports / "index.html").read_text(), (reports / "report.md").read_text(), reports
 
 
@@ -87,7 +87,7 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(tmp_path, name, content,
     inputs = write_report_inputs(tmp_path, n_classes=10, n_test=100)
     (tmp_path / name).write_text(content)
     with pytest.raises(VistageError, match=message):
-        build_report(Params(), inputs)
+        build_report(Params(), inputs, CLASSIFY)
 
 
 def _git(cwd: Path, *args: str) -> None:
@@ -96,7 +96,7 @@ def _git(cwd: Path, *args: str) -> None:
 
 
 def _change_table(inputs) -> Table:
-    from vistage.report import change_section
+    from vistage.reporting.sections import change_section
 
     return change_section(Params(), inputs).blocks[-1]
 

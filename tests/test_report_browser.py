@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from vistage.params import Params
-from vistage.report import build_report, write_report
+from vistage.reporting.sections import build_report, write_report
 
 from .browser import chromium, probe_page, screenshot  # noqa: F401 -- chromium is a fixture
 from .conftest import ROOT, run
-from .report_data import write_report_inputs
+from .report_data import CLASSIFY, write_report_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def _keep(shot: Path) -> None:
 def test_report_in_chromium(chromium, tmp_path, classes, images):  # noqa: F811
     inputs = write_report_inputs(tmp_path, classes, images)
     page = tmp_path / "reports" / "index.html"
-    write_report(build_report(Params(), inputs), page)
+    write_report(build_report(Params(), inputs, CLASSIFY), page)
     seen = probe_page(chromium, page, tmp_path, selectors=("svg", "figure img"))
     assert seen["errors"] == []
     expected = 24 + 12 + (1 if classes > 20 else 0)  # mistakes, Grad-CAM, the confusion heatmap

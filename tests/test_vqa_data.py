@@ -13,8 +13,8 @@ from PIL import Image
 from vistage.data.store import load_store
 from vistage.errors import VistageError
 from vistage.params import DataParams, VqaParams
-from vistage.vqa.data import answer_lists, load_questions, vqa_split_counts, vqa_split_table, write_vqa_store
-from vistage.vqa.sources import load_vqa_source
+from vistage.tasks.vqa.data import answer_lists, load_questions, vqa_split_counts, vqa_split_table, write_vqa_store
+from vistage.tasks.vqa.sources import load_vqa_source
 
 
 def png(value: int, size=(12, 10)) -> bytes:

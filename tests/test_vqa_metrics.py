@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from vistage.errors import VistageError
-from vistage.vqa.metrics import (VqaPredictions, calibration_bins, confusion_rows, is_vqa_predictions,
+from vistage.evaluation import predictions_task
+from vistage.tasks.vqa.metrics import (VqaPredictions, calibration_bins, confusion_rows, 
                                  per_answer_table, split_metrics)
 
 
@@ -70,8 +71,8 @@ def test_plot_tables_and_the_file_round_trip(tmp_path):
     bins = calibration_bins(p)  # every confidence 0.5: one bin (0.4667, 0.5], mean score (0.9 + 1 + 0) / 3
     assert len(bins) == 1 and bins["accuracy"][0] == pytest.approx(1.9 / 3, abs=1e-6)
     p.save(tmp_path / "logits.npz")
-    assert is_vqa_predictions(tmp_path / "logits.npz")
+    assert predictions_task(tmp_path / "logits.npz") == "vqa"
     back = VqaPredictions.load(tmp_path / "logits.npz")
     assert split_metrics(back) == split_metrics(p)
     (tmp_path / "other.npz").write_bytes(b"junk")
-    assert not is_vqa_predictions(tmp_path / "other.npz")
+    assert predictions_task(tmp_path / "other.npz") == "unreadable"

@@ -11,8 +11,8 @@ from vistage.errors import VistageError
 from vistage.models import set_backbone_frozen, train_mode
 from vistage.optim import param_groups
 from vistage.params import Params, check_keywords
-from vistage.vqa.losses import vqa_loss
-from vistage.vqa.model import FUSIONS, QUESTION_ENCODERS, QuestionEncoding, create_vqa_model
+from vistage.tasks.vqa.losses import vqa_loss
+from vistage.tasks.vqa.model import FUSIONS, QUESTION_ENCODERS, QuestionEncoding, create_vqa_model
 
 COLORS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
 ANSWERS = ["red", "green", "blue", "yes", "no"]
@@ -37,7 +37,7 @@ def tiny_vqa(n_images: int = 18, seed: int = 0):
 
 
 def vqa_params(encoder: str = "bow", fusion: str = "mul", **vqa) -> Params:
-    return Params.model_validate({"model": "simple_cnn", "label_smoothing": 0.0,
+    return Params.model_validate({"task": "vqa", "model": "simple_cnn", "label_smoothing": 0.0,
                                   "vqa": {"question_encoder": encoder, "fusion": fusion, "hidden": 32,
                                           "embed_dim": 16, "dropout": 0.0, **vqa}})
 
@@ -198,7 +198,7 @@ def test_cross_entropy_takes_the_best_answer_and_skips_unanswerable_rows():
 
 def test_backbone_features_once_equal_the_model_on_images():
     from vistage.batches import Normalizer
-    from vistage.vqa.features import cacheable, image_features
+    from vistage.tasks.vqa.features import cacheable, image_features
 
     params = vqa_params()
     images, questions, _ = tiny_vqa(3)

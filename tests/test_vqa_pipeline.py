@@ -60,8 +60,8 @@ def vqa_params(folder: Path, **override):
 
 @pytest.fixture(scope="module")
 def vqa_store(tmp_path_factory):
-    from vistage.vqa.data import load_questions, vqa_split_table, write_vqa_store
-    from vistage.vqa.sources import load_vqa_source
+    from vistage.tasks.vqa.data import load_questions, vqa_split_table, write_vqa_store
+    from vistage.tasks.vqa.sources import load_vqa_source
 
     base = tmp_path_factory.mktemp("vqa")
     folder = make_vqa_json(base / "raw")
@@ -128,7 +128,7 @@ def test_predict_evaluate_report_for_vqa(vqa_store, trained, tmp_path):
     submission = json.loads((out / "submission.json").read_text())
     assert len(submission) == len(table) and set(submission[0]) == {"image", "answer"}
     assert submission[0]["image"] == table["image"][0]
-    evaluate(out / "logits.npz", out / "eval.json", out / "per_class.csv", out / "confusion.csv",
+    evaluate(params, out / "logits.npz", out / "eval.json", out / "per_class.csv", out / "confusion.csv",
              out / "calibration.csv")
     metrics = json.loads((out / "eval.json").read_text())
     assert set(metrics) == {"test", "val"}
@@ -243,14 +243,14 @@ def test_batches_by_image_keep_each_images_questions_together_and_encode_each_im
     import torch
 
     from vistage.data.store import load_store
-    from vistage.vqa.data import load_questions
-    from vistage.vqa.task import VqaTask
+    from vistage.tasks.vqa.data import load_questions
+    from vistage.tasks.vqa.training import VqaTraining
 
     p = vqa_params(vqa_store / "raw", batch_size=8, vqa={"batch_by_image": True})
     questions = load_questions(vqa_store / "prepared")
     rows = np.arange(len(questions))
-    task = VqaTask(p, questions, rows)
-    batches = task.epoch_batches(rows, p, torch.Generator().manual_seed(0), True, 0, 1)
+    task = VqaTraining(p, questions, rows)
+    batches = task.epoch_batches(p, torch.Generator().manual_seed(0), True, 0, 1, rows=rows)
     assert sorted(np.concatenate(batches).tolist()) == rows.tolist()  # every question once (120 = 15 x 8)
     split_images = sum(len(set(task.image_of[b])) for b in batches) - len(set(task.image_of))
     assert split_images == 0  # two questions an image, 8 a batch: no image spans two batches
@@ -258,8 +258,8 @@ def test_batches_by_image_keep_each_images_questions_together_and_encode_each_im
     x, target, got, inputs = next(task.batches(images, batches[:1]))
     assert len(x) == 4 and target.shape == (8, len(task.vocab)) and (got == batches[0]).all()
     assert (np.asarray(images)[task.image_of[got]] == x[inputs["image_index"]].numpy()).all()
-    plain = task.epoch_batches(rows, vqa_params(vqa_store / "raw", batch_size=8), torch.Generator().manual_seed(0),
-                               True, 0, 1)
+    plain = task.epoch_batches(vqa_params(vqa_store / "raw", batch_size=8), torch.Generator().manual_seed(0),
+                               True, 0, 1, rows=rows)
     assert sum(len(set(task.image_of[b])) for b in plain) > len(set(task.image_of))  # random questions
 
 
@@ -279,7 +279,7 @@ def test_each_vqa_recipe_trains_a_few_batches_into_a_usable_model(name, vqa_stor
     batches; the checkpoint predicts."""
     from vistage.recipes import load_recipe
     from vistage.training import TrainPaths, train
-    from vistage.vqa.predict import predict_questions
+    from vistage.tasks.vqa.predict import predict_questions
 
     overrides = {k: v for k, v in load_recipe(name, ROOT / "recipes").items() if k != "data"}
     overrides["vqa"] = {k: v for k, v in overrides.get("vqa", {}).items() if k not in VQA_DATA_KEYS}
@@ -325,14 +325,14 @@ def test_a_frozen_image_encoder_is_run_once_and_trains_as_without_the_cache(vqa_
     """freeze: backbone, freeze_epochs: 0, no augmentation: the image features are computed once;
     the run ends with the metrics of a run that encodes every batch's images."""
     from vistage.training import TrainPaths, train
-    from vistage.vqa import features, task
+    from vistage.tasks.vqa import features, training
 
     p = vqa_params(vqa_store / "raw", freeze="backbone", epochs=2, augment=[])
-    runs, real = {}, task.VqaTask.cache_features
+    runs, real = {}, training.VqaTraining.setup
     for name, cacheable in (("cached", features.cacheable), ("uncached", lambda params: False)):
         monkeypatch.setattr(features, "cacheable", cacheable)
         calls = []
-        monkeypatch.setattr(task.VqaTask, "cache_features",
+        monkeypatch.setattr(training.VqaTraining, "setup",
                             lambda self, *a: (real(self, *a), calls.append(self.features is not None)))
         out = tmp_path / name
         result = train(p, TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", out / "models", out / "live"))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from vistage.errors import VistageError
-from vistage.vqa.answers import (AnswerVocab, agreement_score, normalize_answer, per_type_accuracy,
+from vistage.tasks.vqa.answers import (AnswerVocab, agreement_score, normalize_answer, per_type_accuracy,
                                  split_list_answer, vqa_accuracy)
-from vistage.vqa.questions import PAD, UNK, QuestionVocab, tokenize
+from vistage.tasks.vqa.questions import PAD, UNK, QuestionVocab, tokenize
 
 
 # --- normalize_answer -------------------------------------------------------------------------

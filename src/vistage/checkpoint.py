@@ -10,6 +10,8 @@ This module alone knows a checkpoint's fields:
       stale_epochs, stopped_early
     params, data                         the training params and the data fingerprint it ran with
     classes, image_size, normalize       what the trained model needs around it (`ModelInfo`)
+    task                                 the task keyword it was trained for (classify, vqa)
+    (and what the task adds: vqa        VQA's answer vocabulary and question encoding)
 
 `training_state` writes them; `resumable` and `restore_training` read them back to resume;
 `load_trained` gives inference its part.
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .errors import VistageError
+from .errors import VistageError, require_task
 from .io import atomic_path
 from .runtime import rng_state, set_rng_state
 from .safe_load import load_tensors
@@ -61,6 +63,7 @@ class ModelInfo:
     image_size: int
     mean: list[float]
     std: list[float]
+    task: str = "classify"
 
 
 class Trainable(Protocol):
@@ -84,7 +87,7 @@ def training_state(parts: Trainable, standing: Standing, info: ModelInfo, data: 
         "epoch": standing.epoch, "best_metric": standing.best_metric, "monitor": standing.monitor,
         "stale_epochs": standing.stale_epochs, "stopped_early": standing.stopped_early,
         "params": info.params, "data": data, "classes": info.classes,
-        "image_size": info.image_size, "normalize": {"mean": info.mean, "std": info.std},
+        "image_size": info.image_size, "normalize": {"mean": info.mean, "std": info.std}, "task": info.task,
         "rng": rng_state(), "shuffle_rng": parts.shuffle_gen.get_state(),
     }
 
@@ -117,6 +120,12 @@ def restore_training(state: dict, parts: Trainable, monitor: str) -> Standing:
     return Standing(monitor, int(state["epoch"]), float(state["best_metric"]), int(state.get("stale_epochs", 0)))
 
 
+def checkpoint_task(state: dict) -> str:
+    """The task a checkpoint was trained for (those written before the field: the task of the
+    training params stored in it)."""
+    return str(state.get("task") or state.get("params", {}).get("task", "classify"))
+
+
 @dataclass
 class Trained:
     """A checkpoint as inference reads it."""
@@ -129,12 +138,15 @@ class Trained:
 _TRAINED_FIELDS = ("model", "classes", "image_size", "normalize", "params", "epoch")
 
 
-def load_trained(path: str | Path) -> Trained:
+def load_trained(path: str | Path, task: str = "classify") -> Trained:
+    """A checkpoint of `task` as inference reads it; another task's is one line naming both."""
     state = load_checkpoint(path)
     missing = [k for k in _TRAINED_FIELDS if not isinstance(state, dict) or k not in state]
     if missing:  # a bare state dict, or another program's checkpoint
         raise VistageError(f"{path}: not a vistage checkpoint (no {', '.join(missing)} in it); "
                            "predict needs the models/best.pt that train writes")
+    require_task(checkpoint_task(state), task, path, "checkpoint")
     norm = state["normalize"]
-    info = ModelInfo(state["params"], list(state["classes"]), int(state["image_size"]), norm["mean"], norm["std"])
+    info = ModelInfo(state["params"], list(state["classes"]), int(state["image_size"]), norm["mean"], norm["std"],
+                     checkpoint_task(state))
     return Trained(info, state.get("ema") or state["model"], int(state["epoch"]))

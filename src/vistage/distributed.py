@@ -101,3 +101,22 @@ def shutdown(dist: Dist) -> None:
 
 def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
+
+
+def relaunch(devices: int, batch_size: int, device: str, params_file, paths) -> int | None:
+    """`devices: N` (N > 1) outside torchrun: the train stage run again under torchrun on N
+    processes (checked first, before anything starts); its exit code. None: train here."""
+    if devices <= 1 or under_torchrun():
+        return None
+    import subprocess
+
+    from .data.split import load_split
+    from .runtime import resolve_device
+
+    n_train = int((load_split(paths.split)["split"] == "train").sum())
+    check_launch(devices, batch_size, resolve_device(device).type, n_train, str(params_file))
+    args = ["--params", params_file, "--store", paths.store, "--split", paths.split, "--models", paths.models,
+            "--live", paths.live]
+    cmd = relaunch_command(devices, "stages.train", [str(a) for a in args])
+    print(f"train: {devices} processes: {' '.join(cmd)}", file=sys.stderr)
+    return subprocess.run(cmd).returncode

@@ -32,3 +32,11 @@ def choice_error(what: str, value, choices: Iterable[str], where: str = "params.
     else:
         msg += f" ({len(choices)} valid names; `vistage list {what}` shows them all)"
     return VistageError(msg)
+
+
+def require_task(found: str, expected: str, path, what: str) -> None:
+    """A file written for another task (a checkpoint, a predictions file) is one line naming both."""
+    if found != expected:
+        remedy = "retrain" if what == "checkpoint" else "rerun predict"
+        raise VistageError(f"{path}: a {what} of task: {found}, but params.yaml says task: {expected}; "
+                           f"{remedy} with task: {expected}, or set task: {found}")

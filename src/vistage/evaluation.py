@@ -41,6 +41,36 @@ _FIELDS = ("classes", "splits", "index", "ids", "labels", "logits")
 _ROW_FIELDS = ("splits", "index", "ids", "labels", "logits")
 
 
+def predictions_task(path: str | Path) -> str:
+    """The task whose predict wrote the .npz at `path` (those written before the field:
+    classify); an unreadable file is left to the task's own loader to name."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["task"]) if "task" in data.files else "classify"
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError, TypeError):
+        return "unreadable"
+
+
+def check_predictions_task(path: Path, task: str) -> None:
+    """Predictions of another task are one line naming both (a missing or unreadable file: the
+    loader's own error)."""
+    from .errors import require_task
+
+    found = predictions_task(path)
+    if found != "unreadable":
+        require_task(found, task, path, "predictions file")
+
+
+def write_tables(tables: list, metrics: Path, summary: dict) -> None:
+    """Each (path, DataFrame) as a CSV, then the metrics JSON: every file written atomically."""
+    from .io import write_json
+
+    for path, table in tables:
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+    write_json(metrics, summary)
+
+
 class SplitRows:
     """Rows tagged with their split (`splits`): what classification's and VQA's predictions share."""
 
@@ -109,7 +139,7 @@ class Predictions(SplitRows):
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **{name: np.asarray(getattr(self, name)) for name in _FIELDS})
+                np.savez(f, task=np.array("classify"), **{name: np.asarray(getattr(self, name)) for name in _FIELDS})
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictions":

@@ -26,8 +26,7 @@ def list_keywords(kind: Annotated[str | None, typer.Argument(help="one registry 
         console.print("`vistage list KIND` lists every name of one registry, e.g. `vistage list models`.")
         return
     # accept the singular and the params key too: model, data.source, augment
-    aliases = {r.kind: n for n, r in ALL.items()} | {"data.source": "sources", "augment": "augmentations",
-                                                  "vqa.source": "vqa_sources"}
+    aliases = {r.kind: n for n, r in ALL.items()} | {"data.source": "sources", "augment": "augmentations"}
     kind = aliases.get(kind, kind)
     if kind not in ALL:
         raise choice_error("kind", kind, ALL, where="vistage list")

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import VistageError, closest
+from .tasks import create_task
 
 
 class _Strict(BaseModel):
@@ -162,8 +163,8 @@ class Params(_Strict):
     data: DataParams = Field(default_factory=DataParams)
 
     # task
-    task: Literal["classify", "vqa"] = Field("classify", description="classify images, or answer questions "
-                                                                     "about them (settings under vqa:)")
+    task: str = Field("classify", description="task keyword (`vistage list tasks`): classify images, or answer "
+                                               "questions about them (vqa, settings under vqa:)")
     vqa: VqaParams = Field(default_factory=VqaParams)
 
     def training_dict(self) -> dict[str, Any]:
@@ -208,11 +209,8 @@ KEYWORD_REGISTRIES = {
     "loss": ("vistage.losses", "LOSSES"),
     "augment": ("vistage.augment", "AUGMENTATIONS"),
     "data.source": ("vistage.data.sources", "SOURCES"),
-    "vqa.source": ("vistage.vqa.sources", "VQA_SOURCES"),
-    "vqa.question_encoder": ("vistage.vqa.model", "QUESTION_ENCODERS"),
-    "vqa.fusion": ("vistage.vqa.model", "FUSIONS"),
-    "vqa.loss": ("vistage.vqa.losses", "VQA_LOSSES"),
 }
+# a task adds its own (tasks/base.py: Task.keyword_registries); the data stages check the sources
 DATA_KEYWORDS = ("data.source", "vqa.source")
 
 
@@ -279,15 +277,19 @@ def contradictions(params: Params, where: str | Path) -> list[str]:
     if p.freeze == "backbone" and not p.freeze_epochs and p.backbone_lr_scale != 1:
         warnings.append(f"backbone_lr_scale: {p.backbone_lr_scale} does nothing in a linear probe (freeze: "
                         "backbone, freeze_epochs: 0): the backbone never trains")
-    return [f"{where}: {w}" for w in warnings]
+    task_errors, task_warnings = create_task(p.task, str(where)).refusals(p)  # what this task does not read
+    if task_errors:
+        raise VistageError(f"{where}: {task_errors[0]}")
+    return [f"{where}: {w}" for w in warnings + task_warnings]
 
 
-def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tuple(KEYWORD_REGISTRIES)) -> Params:
+def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] | None = None) -> Params:
     """Read and validate params.yaml; raise VistageError with one line on any problem.
 
-    Every stage validates the whole file (types, ranges, unknown keys); `keywords` names the
-    registry keywords the calling stage uses, checked too. Checking the model or optimizer
-    imports torch and timm, which the data stages do not need.
+    Every stage validates the whole file (types, ranges, unknown keys) and the task keyword;
+    `keywords` names the registry keywords the calling stage uses, checked too (None: every one,
+    the task's included: the training stage). Checking the model or optimizer imports torch and
+    timm, which the data stages do not need.
     """
     path = Path(path)
     raw = read_mapping(path, missing="params file not found")
@@ -296,27 +298,32 @@ def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] = tu
     except ValidationError as err:
         raise VistageError(_format_error(path, err)) from None
     check_fractions(params, path)
+    create_task(params.task, str(path))  # an unknown task is the usual one-line error
     check_keywords(params, keywords, where=str(path))
-    if "model" in keywords:  # the stages that train: the training settings must agree
+    if keywords is None or "model" in keywords:  # the stages that train: the training settings must agree
         for warning in contradictions(params, path):
             print(f"warning: {warning}", file=sys.stderr)
     return params
 
 
-def check_keywords(params: Params, keywords: tuple[str, ...] = tuple(KEYWORD_REGISTRIES),
-                   where: str = "params.yaml") -> None:
-    """Check the named keyword params against their registries."""
+def check_keywords(params: Params, keywords: tuple[str, ...] | None = None, where: str = "params.yaml") -> None:
+    """Check the named keyword params (None: all) against their registries: the shared ones and
+    the task's; a keyword of a group the task does not read is not checked."""
     import importlib
 
-    for key in keywords:
-        module, attr = KEYWORD_REGISTRIES[key]
+    task = create_task(params.task, where)
+    registries = {**KEYWORD_REGISTRIES, **task.keyword_registries}
+    for key in registries if keywords is None else keywords:
+        if key not in registries or not task.reads(key):
+            continue
+        module, attr = registries[key]
         registry = getattr(importlib.import_module(module), attr)
         value = params.model_dump()
         for part in key.split("."):
             value = value[part]
         for name in value if isinstance(value, list) else [value]:
             registry.check(name, key, where)
-    if "augment" in keywords:
+    if keywords is None or "augment" in keywords:
         from .augment import check_augment
 
         check_augment(params.augment, where)

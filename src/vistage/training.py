@@ -1,6 +1,10 @@
 """The training loop: `train(params, paths) -> metrics`, pure apart from reading the store and
 writing checkpoints and DVCLive logs.
 
+The engine knows no task: the task's TaskTraining (tasks/base.py, made by `create_task(params.task)`)
+holds the data and supplies the model and loss, the batches, validation and what a checkpoint
+adds; everything else (the loop, precision, EMA, schedules, checkpoints, resume, DDP) is here.
+
 Read it top-down. `_train` runs the steps in order: load the data (`_load_data`), build the
 components (`_build`), resume (`_resume`), then per epoch: train (`_train_epoch`, one batch at a
 time in `_forward_backward` and `_optimizer_step`), validate (`_validate`), count the epoch
@@ -26,25 +30,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from . import distributed, feature_cache
+from . import distributed
 from .augment import AugmentPlan, build_augment
-from .batches import (Normalizer, SampleTransformed, channel_stats, epoch_batches, resident_batches, resident_store,
-                      store_batches, transformed_batches)
+from .batches import Normalizer, channel_stats
 from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restore_training, save_checkpoint,
                          training_state)
-from .data.split import load_split
-from .data.store import Store, load_store
 from .errors import VistageError
 from .io import atomic_dir
-from .inference import predict_logits
-from .losses import LOSSES
-from .models import (build_from_params, check_input_fits, classifier, set_backbone_frozen, train_mode,
-                     whiten_first_layer)
+from .models import check_input_fits, set_backbone_frozen, train_mode, whiten_first_layer
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
 from .precision import Precision, cpu_bf16_hint, resolve_precision
 from .runtime import resolve_device, seed_everything
-from .vqa.task import VqaTask, hits, load_task
+from .tasks import create_task
+from .tasks.base import TaskTraining
 
 console = Console(stderr=True)
 
@@ -58,6 +57,16 @@ class TrainPaths:
     split: Path
     models: Path
     live: Path
+
+
+def train_stage(params: Params, params_file: Path, paths: TrainPaths) -> tuple[int, str]:
+    """The train stage: (exit code, summary line; "" on the processes that print none). With
+    `devices: N` outside torchrun, the stage run again on N processes (distributed.relaunch)."""
+    code = distributed.relaunch(params.devices, params.batch_size, params.device, params_file, paths)
+    if code is not None:
+        return code, ""
+    result = train(params, paths)
+    return 0, ", ".join(f"{k} {v:.4g}" for k, v in result.items()) if distributed.is_main_process() else ""
 
 
 def train(params: Params, paths: TrainPaths) -> dict:
@@ -78,9 +87,9 @@ def train(params: Params, paths: TrainPaths) -> dict:
 def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distributed.Dist) -> dict:
     # rank 0 seeds as a single process does; DDP copies rank 0's initial weights to the others
     seed_everything(params.seed + dist.rank, params.deterministic)
-    data = _load_data(params, paths, dist)
+    data, fingerprint = _load_data(params, paths, dist)
     c = _build(params, data, device, dist)
-    standing = _resume(paths.models / "last.pt", params, data, c)
+    standing = _resume(paths.models / "last.pt", params, len(data.val_rows), fingerprint, c)
     monitor = standing.monitor
     live = _open_live(paths, standing.epoch) if dist.is_main else None
     summary: dict = {}
@@ -98,7 +107,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
                 for name, value in metrics.items():
                     live.log_metric(name, float(value))
                 live.next_step()
-                _save(paths.models, improved, params, data, c, standing)
+                _save(paths.models, improved, params, data, fingerprint, c, standing)
             dist.barrier()  # no rank runs ahead of a checkpoint a resume would need
             c.say(_epoch_line(epoch, params.epochs, metrics, improved), soft_wrap=True)
             progress.update(epochs_task, advance=1, info=f"best {monitor} {standing.best_metric:.4f}")
@@ -119,51 +128,24 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
 
 # -- the data ---------------------------------------------------------------------------------
 
-@dataclass
-class TrainData:
-    """The prepared store, and which of its rows train and validate."""
-
-    store: Store
-    labels: np.ndarray  # class index of each store row (-1: unlabeled)
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    fingerprint: str  # of the store's listing and the split: a checkpoint resumes only on the same data
-    # task: vqa's hooks (rows are then questions, see vqa/task.py); None: classification
-    task: VqaTask | None = None
-
-    @property
-    def train_images(self) -> np.ndarray:
-        """The store rows (images) the model trains on."""
-        return self.task.image_rows(self.train_idx) if self.task is not None else self.train_idx
-
-
 def data_fingerprint(store_dir: Path, split_path: Path) -> str:
+    """Of the store's tables (its .csv and .json files: the rows, classes, and a task's own, such
+    as VQA's questions) and the split: a checkpoint resumes only on the same data."""
     h = hashlib.sha256()
-    for path in (store_dir / "samples.csv", store_dir / "classes.json", store_dir / "questions.csv", split_path):
-        if path.is_file():  # questions.csv: task: vqa's stores only
-            h.update(path.read_bytes())
+    for path in [*sorted(store_dir.glob("*.csv")), *sorted(store_dir.glob("*.json")), split_path]:
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
-def _load_data(params: Params, paths: TrainPaths, dist: distributed.Dist) -> TrainData:
-    store = load_store(paths.store)
-    split = load_split(paths.split)
-    if params.task == "vqa":
-        task, train_idx, val_idx = load_task(params, paths.store, split, paths.split)
-        _check_distributed(params, dist, len(train_idx))
-        return TrainData(store, task.questions["label"].to_numpy(np.int64), train_idx, val_idx,
-                         data_fingerprint(paths.store, paths.split), task)
-    if len(split) != len(store.samples):
-        raise VistageError(f"{paths.split}: {len(split)} rows but the store has {len(store.samples)}; rerun split")
-    labels = store.samples["label"].to_numpy(dtype=np.int64)
-    train_idx = split.loc[split["split"] == "train", "index"].to_numpy()
-    val_idx = split.loc[split["split"] == "val", "index"].to_numpy()
-    if len(train_idx) == 0:
-        raise VistageError(f"{paths.split}: no training images")
-    if (labels[train_idx] < 0).any():
-        raise VistageError(f"{paths.split}: unlabeled images in the train split")
-    _check_distributed(params, dist, len(train_idx))
-    return TrainData(store, labels, train_idx, val_idx, data_fingerprint(paths.store, paths.split))
+def _load_data(params: Params, paths: TrainPaths, dist: distributed.Dist) -> tuple[TaskTraining, str]:
+    """The task's training data and hooks, and the fingerprint of the store and split."""
+    task = create_task(params.task)
+    errors, _ = task.refusals(params)  # load_params said so already; a run from Python is held to it too
+    if errors:
+        raise VistageError(f"params.yaml: {errors[0]}")
+    data = task.training(params, paths.store, paths.split)
+    _check_distributed(params, dist, len(data.train_rows))
+    return data, data_fingerprint(paths.store, paths.split)
 
 
 def _check_distributed(params: Params, dist: distributed.Dist, n_train: int) -> None:
@@ -194,60 +176,46 @@ class Components:
     scaler: torch.amp.GradScaler
     loss_fn: nn.Module
     plan: AugmentPlan
-    per_sample: SampleTransformed | None  # the store through the per-sample augmentations, if any
     ema: nn.Module | None  # timm's ModelEmaV3 when ema_decay is set
     shuffle_gen: torch.Generator
     drop_last: bool  # drop the last partial batch (unless it would be the only one)
-    features: feature_cache.FeatureCache | None = None  # the frozen backbone's features, while it is frozen
-    resident: tuple[torch.Tensor, torch.Tensor] | None = None  # data_on_device: the store's images and labels there
 
 
-def _build(params: Params, data: TrainData, device: torch.device, dist: distributed.Dist) -> Components:
+def _build(params: Params, data: TaskTraining, device: torch.device, dist: distributed.Dist) -> Components:
     """Build the components. The order is part of the result: the model's initial weights are the
     RNG's first draws after seeding."""
     say = console.print if dist.is_main else (lambda *a, **k: None)
     precision = resolve_precision(params.precision, device)
-    num_classes = len(data.store.classes)
-    if data.task is not None:
-        data.task.check_augment(params)
-        model, loss_fn = data.task.build(params)
-    else:
-        model, loss_fn = build_from_params(params, num_classes), LOSSES.get(params.loss, "loss")(params)
+    model, loss_fn = data.build(params)
     mean, std = _normalization(params, model, data.store.images, data.train_images)
     if params.patch_whitening:  # from the first 5,000 training images: no random draw, same on resume
         sample = torch.from_numpy(data.store.images[np.sort(data.train_images)[:5000]])
-        image_model = model.backbone if data.task is not None else model
-        whiten_first_layer(image_model, params.model,
+        whiten_first_layer(data.image_model(model), params.model,
                            Normalizer(mean, std, torch.device("cpu"), params.input_size)(sample))
     model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
-    image_model = model.backbone if data.task is not None else model  # VQA: the image encoder takes images alone
-    check_input_fits(image_model, params.model, params.input_size or data.store.image_size, device)
+    check_input_fits(data.image_model(model), params.model, params.input_size or data.store.image_size, device)
     # notes once the model is known to build and fit: a failing run shows its error line alone
     if precision.note:
         say(f"[yellow]{precision.note}[/]", soft_wrap=True)
     elif hint := cpu_bf16_hint(params.precision, device):
         say(f"[dim]{hint}[/]", soft_wrap=True)
     normalize = Normalizer(mean, std, device, size=params.input_size)
-    if data.task is not None:  # a frozen image encoder's features, computed once (when they never change)
-        data.task.cache_features(model, data.store.images, normalize, params, device, say)
     optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
                                                               params.momentum, params.backbone_lr_scale)
-    drop_last = len(data.train_idx) > params.batch_size  # avoid a 1-image batch upsetting BatchNorm
+    drop_last = len(data.train_rows) > params.batch_size  # avoid a 1-image batch upsetting BatchNorm
     schedule = SCHEDULERS.get(params.scheduler, "scheduler")(optimizer, params,
-                                                             _steps_per_epoch(params, len(data.train_idx), drop_last))
+                                                             _steps_per_epoch(params, len(data.train_rows), drop_last))
     scaler = precision.scaler()
-    plan = build_augment(params.augment, data.store.image_size, num_classes, params)
-    labels = data.labels if data.task is None else np.zeros(len(data.store.images), np.int64)  # VQA: by image
-    per_sample = SampleTransformed(data.store.images, labels, plan.sample) if plan.sample else None
+    plan = build_augment(params.augment, data.store.image_size, data.num_classes, params)
     ema = None
     if params.ema_decay:
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=params.ema_decay)
-    resident = resident_store(data.store.images, data.labels, device) if params.data_on_device else None
-    return Components(device, dist, say, precision, model, mean, std, normalize, optimizer, schedule, scaler,
-                      loss_fn, plan, per_sample, ema, torch.Generator().manual_seed(params.seed), drop_last,
-                      resident=resident)
+    c = Components(device, dist, say, precision, model, mean, std, normalize, optimizer, schedule, scaler,
+                   loss_fn, plan, ema, torch.Generator().manual_seed(params.seed), drop_last)
+    data.setup(params, c)  # the task's caches and loaders
+    return c
 
 
 def _normalization(params: Params, model, images, train_idx) -> tuple[list[float], list[float]]:
@@ -269,11 +237,11 @@ def _steps_per_epoch(params: Params, n_train: int, drop_last: bool) -> int:
 
 # -- resume -----------------------------------------------------------------------------------
 
-def _resume(path: Path, params: Params, data: TrainData, c: Components) -> Standing:
+def _resume(path: Path, params: Params, n_val: int, fingerprint: str, c: Components) -> Standing:
     """Continue from `path` when it is an unfinished run of these params on this data: every
     component and the RNGs as they were after its last epoch. Else a fresh start."""
-    monitor = "val/acc" if len(data.val_idx) else "train/acc"
-    state, why_not = resumable(path, params.training_dict(), data.fingerprint, params.epochs)
+    monitor = "val/acc" if n_val else "train/acc"
+    state, why_not = resumable(path, params.training_dict(), fingerprint, params.epochs)
     if why_not:
         console.print(f"[yellow]{path}: {why_not}; starting fresh[/]")
     if state is None:
@@ -323,7 +291,7 @@ class _Wrapped:
     module: nn.Module  # what the training step calls
     frozen: bool  # whether the backbone was frozen when it was built
     trainable: list[torch.Tensor]  # the parameters that require grad: what grad_clip clips
-    cached: bool = False  # the classifier alone, fed features from c.features
+    on_features: bool = False  # the task's head alone, fed the frozen backbone's cached features
 
 
 def _backbone_frozen(params: Params, epoch: int) -> bool:
@@ -331,10 +299,12 @@ def _backbone_frozen(params: Params, epoch: int) -> bool:
     return params.freeze == "backbone" and (params.freeze_epochs == 0 or epoch < params.freeze_epochs)
 
 
-def _wrapped_for(epoch: int, params: Params, data: TrainData, c: Components, current: _Wrapped | None) -> _Wrapped:
-    """The module the training step calls in `epoch`: DDP around the model (when distributed),
-    compiled if asked. DDP registers only the parameters that require grad when it is built, so
-    it is built again when a two-stage run thaws the backbone."""
+def _wrapped_for(epoch: int, params: Params, data: TaskTraining, c: Components, current: _Wrapped | None
+                 ) -> _Wrapped:
+    """The module the training step calls in `epoch`: the task's head on cached features while
+    the backbone is frozen (when the task caches them), else DDP around the model (when
+    distributed), compiled if asked. DDP registers only the parameters that require grad when it
+    is built, so it is built again when a two-stage run thaws the backbone."""
     frozen = _backbone_frozen(params, epoch)
     if current is not None and current.frozen == frozen:
         return current
@@ -342,9 +312,9 @@ def _wrapped_for(epoch: int, params: Params, data: TrainData, c: Components, cur
         set_backbone_frozen(c.model, frozen)
         if epoch and not frozen:
             c.say(f"epoch {epoch + 1}: backbone unfrozen")
-    c.features = _feature_cache(params, data, c) if frozen else None  # thawed: free it
-    if c.features is not None:
-        return _Wrapped(classifier(c.model), frozen, [p for p in c.model.parameters() if p.requires_grad], True)
+    head = data.head_on_features(params, c, frozen)
+    if head is not None:
+        return _Wrapped(head, frozen, [p for p in c.model.parameters() if p.requires_grad], True)
     module = c.model
     if c.dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -355,48 +325,15 @@ def _wrapped_for(epoch: int, params: Params, data: TrainData, c: Components, cur
     return _Wrapped(module, frozen, [p for p in c.model.parameters() if p.requires_grad])
 
 
-def _feature_cache(params: Params, data: TrainData, c: Components) -> "feature_cache.FeatureCache | None":
-    """The frozen backbone's features of the train and val images, computed once (feature_cache.py)."""
-    if c.features is not None or not params.feature_cache or data.task is not None:  # VQA caches its own
-        return c.features
-    if why_not := feature_cache.why_not_cached(params, c.model):
-        c.say(f"[dim]feature cache off: {why_not}[/]", soft_wrap=True)
-        return None
-    rows = np.concatenate([data.train_idx, data.val_idx])
-    started = time.perf_counter()
-    cache = feature_cache.compute_features(c.model, data.store.images, rows, c.normalize, params.batch_size * 2,
-                                           c.device, c.precision.autocast(), flip="flip" in params.augment)
-    mirrored = " and of their mirror images (augment: flip)" if cache.flipped is not None else ""
-    c.say(f"frozen backbone: features of {len(cache.rows)} images{mirrored} computed once in "
-          f"{time.perf_counter() - started:.1f}s; the classifier trains on them", soft_wrap=True)
-    return cache
-
-
-def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wrapped: _Wrapped,
+def _train_epoch(epoch: int, params: Params, data: TaskTraining, c: Components, wrapped: _Wrapped,
                  progress: Progress) -> tuple[dict, float]:
     """One pass over this process's share of the epoch's batches: the training loss and accuracy
     (summed over all processes) and the images per second."""
     train_mode(c.model, wrapped.frozen, params.freeze_norm)
-    if data.task is not None:  # VQA: optionally grouped by image
-        batches = data.task.epoch_batches(data.train_idx, params, c.shuffle_gen, c.drop_last, c.dist.rank,
-                                          c.dist.world)
-    else:
-        batches = epoch_batches(data.train_idx, params.batch_size, c.shuffle_gen, c.drop_last, c.dist.rank,
-                                c.dist.world, params.max_steps_per_epoch)
+    batches = data.epoch_batches(params, c.shuffle_gen, c.drop_last, c.dist.rank, c.dist.world)
     # worker RNGs from (seed, epoch, rank): a resumed epoch draws what it drew before
     worker_seed = params.seed * 100_003 + epoch * 1_009 + c.dist.rank
-    if data.task is not None:  # VQA: images, soft targets, question rows, encoded questions
-        transformed = None if c.per_sample is None else \
-            (lambda image_batches: transformed_batches(c.per_sample, image_batches, params.num_workers, worker_seed))
-        loader = data.task.batches(data.store.images, batches, transformed)
-    elif wrapped.cached:
-        loader = c.features.batches(data.labels, batches)
-    elif c.per_sample is None and c.resident is not None:
-        loader = resident_batches(*c.resident, batches)
-    elif c.per_sample is None:
-        loader = store_batches(data.store.images, data.labels, batches)
-    else:
-        loader = transformed_batches(c.per_sample, batches, params.num_workers, worker_seed)
+    loader = data.loader(batches, params, c, worker_seed, wrapped.on_features)
     batch_task = progress.add_task(f"epoch {epoch + 1}", total=len(batches), info="")
     # running sums stay on the device: the host waits for the device once per CHECK_EVERY steps,
     # not three times a step (on a GPU each wait drains the queue of launched kernels)
@@ -404,12 +341,12 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
     started = time.perf_counter()
     for i, (x, y, _, *inputs) in enumerate(loader):
         step_now = (i + 1) % params.accumulate == 0 or i + 1 == len(batches)
-        logits, y, loss = _forward_backward(x, y, step_now, epoch, params, c, wrapped, *inputs)
+        logits, y, loss = _forward_backward(x, y, step_now, params, data, c, wrapped, tuple(inputs))
         if step_now:
             _optimizer_step(params, c, wrapped)
         seen += len(y)
         loss_sum += loss.detach() * len(y)
-        correct += hits(logits.detach(), y)
+        correct += data.hits(logits.detach(), y)
         if (i + 1) % CHECK_EVERY == 0 or i + 1 == len(batches):
             mean_loss = _finite_mean(loss_sum, seen, epoch, params)
             progress.update(batch_task, info=f"loss {mean_loss:.4f}")
@@ -420,14 +357,13 @@ def _train_epoch(epoch: int, params: Params, data: TrainData, c: Components, wra
     return {"train/loss": loss_sum / seen, "train/acc": correct / seen}, seen / elapsed
 
 
-def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: int, params: Params,
-                      c: Components, wrapped: _Wrapped, inputs: dict | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, params: Params, data: TaskTraining,
+                      c: Components, wrapped: _Wrapped, inputs: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Augment one batch, run the model, backpropagate the loss: (logits, labels on the device, loss).
-    `inputs`: the model's other inputs (VQA: the encoded questions)."""
+    `inputs`: the model's other inputs, as the task's loader gave them (VQA: the encoded questions)."""
     x = x.to(c.device, non_blocking=True)
-    # stored images; VQA's cached image features and the frozen backbone's cached features are vectors
-    if x.dtype == torch.uint8 and not wrapped.cached:
+    # stored images are uint8; cached features (of a frozen backbone or image encoder) are vectors
+    if x.dtype == torch.uint8 and not wrapped.on_features:
         x = c.plan.apply_batch(c.normalize(x))
     y = y.to(c.device, non_blocking=True)
     # soft targets from MixUp/CutMix feed the loss; accuracy counts the original labels
@@ -438,7 +374,7 @@ def _forward_backward(x: torch.Tensor, y: torch.Tensor, step_now: bool, epoch: i
     sync = nullcontext() if step_now or not c.dist.enabled else wrapped.module.no_sync()
     with sync:
         with c.precision.autocast():
-            logits = VqaTask.forward(wrapped.module, x, inputs, c.device) if inputs else wrapped.module(x)
+            logits = data.forward(wrapped.module, x, inputs, c.device)
         loss = c.loss_fn(logits.float(), target)
         c.scaler.scale(loss / params.accumulate).backward()
     return logits, y, loss
@@ -470,25 +406,15 @@ def _optimizer_step(params: Params, c: Components, wrapped: _Wrapped) -> None:
     c.schedule.step_batch()
 
 
-def _validate(params: Params, data: TrainData, c: Components) -> dict:
+def _validate(params: Params, data: TaskTraining, c: Components) -> dict:
     """val/loss and val/acc of the weights kept (the EMA's when on), computed on the main process
     and sent to every rank (plateau and early stopping need them); {} without a val split."""
+    if not len(data.val_rows):
+        return {}
     metrics = {}
-    if len(data.val_idx) and c.dist.is_main:
-        evaluated = c.ema.module if c.ema is not None else c.model
-        if data.task is not None:
-            return _broadcast(c, data.task.validate(evaluated, c.loss_fn, data.store.images, data.val_idx,
-                                                    c.normalize, params.batch_size * 2, c.device))
-        if c.features is not None and c.features.serves(params.tta):  # frozen backbone: the cached features
-            logits, rows = c.features.logits(evaluated, data.val_idx, params.batch_size * 2, params.tta)
-        else:
-            logits, rows = predict_logits(evaluated, data.store.images, data.val_idx, c.normalize,
-                                          params.batch_size * 2, c.device, params.tta, c.precision,
-                                          params.channels_last)
-        y_val = torch.from_numpy(data.labels[rows])
-        metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, y_val).item()
-        metrics["val/acc"] = (logits.argmax(1) == y_val).float().mean().item()
-    return _broadcast(c, metrics) if len(data.val_idx) else metrics
+    if c.dist.is_main:
+        metrics = data.validate(c.ema.module if c.ema is not None else c.model, params, c)
+    return _broadcast(c, metrics)
 
 
 def _broadcast(c: Components, metrics: dict) -> dict:
@@ -520,12 +446,11 @@ def _count_epoch(standing: Standing, epochs_done: int, value: float | None, pati
     return improved
 
 
-def _save(models: Path, improved: bool, params: Params, data: TrainData, c: Components, standing: Standing) -> None:
+def _save(models: Path, improved: bool, params: Params, data: TaskTraining, fingerprint: str, c: Components,
+          standing: Standing) -> None:
     """last.pt after every epoch, best.pt when the epoch improved the monitored metric."""
-    info = ModelInfo(params.training_dict(), data.store.classes, data.store.image_size, c.mean, c.std)
-    state = training_state(c, standing, info, data.fingerprint)
-    if data.task is not None:
-        state["vqa"] = data.task.checkpoint_state()
+    info = ModelInfo(params.training_dict(), data.store.classes, data.store.image_size, c.mean, c.std, params.task)
+    state = {**training_state(c, standing, info, fingerprint), **data.checkpoint_extra()}
     if improved:
         save_checkpoint(models / "best.pt", state)
     save_checkpoint(models / "last.pt", state)

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checkpoint import load_checkpoint
-from ..errors import VistageError
-from ..evaluation import EVAL_SPLITS
+from ...checkpoint import load_checkpoint
+from ...errors import VistageError, require_task
+from ...evaluation import EVAL_SPLITS
 from .answers import AnswerVocab
 from .metrics import VqaPredictions, score_rows
 
@@ -29,14 +29,11 @@ from .metrics import VqaPredictions, score_rows
 def load_vqa_model(checkpoint: Path, device: torch.device):
     """(model in eval mode, answer vocabulary, question encoding, normaliser, params) of a VQA
     checkpoint."""
-    from ..batches import Normalizer
-    from ..params import Params
+    from ...batches import Normalizer
+    from ...params import Params
     from .model import QuestionEncoding, create_vqa_model
 
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict) or "vqa" not in state or "params" not in state:
-        raise VistageError(f"{checkpoint}: not a task: vqa checkpoint (no answer vocabulary in it); train with "
-                           "task: vqa first")
+    state = _vqa_checkpoint(checkpoint)
     params = Params.model_validate(state["params"]).model_copy(update={"pretrained": False})  # weights: below
     vocab = AnswerVocab.from_dict(state["vqa"]["answers"])
     encoding = QuestionEncoding.from_state(state["vqa"]["questions"])
@@ -47,13 +44,25 @@ def load_vqa_model(checkpoint: Path, device: torch.device):
     return model, vocab, encoding, Normalizer(norm["mean"], norm["std"], device, size=params.input_size), params
 
 
+def _vqa_checkpoint(path: Path) -> dict:
+    """The checkpoint at `path`, which must be task: vqa's: another task's is one line naming both."""
+    from ...checkpoint import checkpoint_task
+
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "params" not in state:
+        raise VistageError(f"{path}: not a vistage checkpoint; predict needs the models/best.pt that train writes")
+    require_task(checkpoint_task(state), "vqa", path, "checkpoint")
+    return state
+
+
 def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
                       batch_size: int = 256) -> VqaPredictions:
-    from ..data.split import load_split
-    from ..data.store import load_store
-    from ..runtime import resolve_device
+    from ...data.split import load_split
+    from ...data.store import load_store
+    from ...runtime import resolve_device
     from .data import load_questions
-    from .task import VqaTask
+    from ...precision import resolve_precision
+    from .training import VqaTraining
 
     dev = resolve_device(device)
     model, vocab, encoding, normalize, params = load_vqa_model(checkpoint, dev)
@@ -64,16 +73,16 @@ def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, devic
     wanted = split[split["split"].isin((*EVAL_SPLITS, "unlabeled"))]
     if wanted.empty:
         raise VistageError(f"{split_path}: no test, val or unanswered questions to predict")
-    task = VqaTask(params, questions, np.zeros(0, np.int64), vocab, encoding)
+    task = VqaTraining(params, questions, np.zeros(0, np.int64), vocab, encoding)
+    task.store = store
     rows = wanted["index"].to_numpy()
-    chunks = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
     top, confidence = [], []
-    with torch.no_grad():
-        for x, _, _, inputs in task.batches(store.images, chunks):
-            probs = task.forward(model, normalize(x.to(dev)), inputs, dev).float().softmax(1).cpu()
-            conf, ids = probs.max(1)
-            top.append(ids.numpy())
-            confidence.append(conf.numpy())
+    # as validated in training: its precision, memory format and test-time views
+    for logits, _, _ in task.logits(model, rows, batch_size, dev, normalize, resolve_precision(params.precision, dev),
+                                    params.tta, params.channels_last):
+        conf, ids = logits.softmax(1).max(1)
+        top.append(ids.numpy())
+        confidence.append(conf.numpy())
     part = questions.iloc[rows]
     answers = np.array(vocab.answers, dtype=object)[np.concatenate(top)]
     return VqaPredictions(wanted["split"].to_numpy(str), rows, part["qid"].to_numpy(str),
@@ -87,7 +96,7 @@ def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | Non
                   submission_json: Path | None) -> str:
     """The predictions CSV and the submission (its rows as a CSV and as VizWiz's JSON); what they
     hold, in words."""
-    from ..io import atomic_path, write_text
+    from ...io import atomic_path, write_text
 
     unanswered = pred.of("unlabeled")
     shown = pred.rows(np.isin(pred.splits, (pred.headline, "unlabeled"))) if pred.split_names else unanswered
@@ -105,35 +114,36 @@ def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | Non
     return f"{len(shown.index)} questions -> {table_path}; {len(submitted.index)} {what} -> {written}"
 
 
-def predict_stage(p, checkpoint: Path, out: Path, store: Path | None, split: Path | None, logits: Path | None,
-                  submission: Path | None, submission_json: Path | None, gradcam: Path | None, cost: Path | None,
-                  input: Path | None, images: Path | None) -> None:
-    """The predict stage with task: vqa. Grad-CAM and the inference cost are classification's:
-    their outputs (declared in dvc.yaml for both tasks) say so instead of holding stale files."""
-    import typer
+def predict(p, paths) -> str:
+    """The predict stage with task: vqa (base.PredictPaths). Grad-CAM and the inference cost are
+    classification's: their outputs (declared in dvc.yaml for both tasks) say so instead of
+    holding stale files."""
+    from ...io import atomic_dir, write_json
 
-    from ..io import atomic_dir, write_json
-
-    if input is not None:
-        pred = predict_new_questions(checkpoint, input, images, p)
-        return typer.echo(f"predict: {write_outputs(pred, out, submission, submission_json)}")
-    missing = [f"--{name}" for name, value in (("store", store), ("split", split), ("logits", logits)) if value is None]
+    if paths.top_k is not None:
+        raise VistageError("predict: --top-k is task: classify's; task: vqa gives one answer per question")
+    if paths.input is not None:
+        pred = predict_new_questions(paths.checkpoint, paths.input, paths.images, p)
+        return write_outputs(pred, paths.out, paths.submission, paths.submission_json)
+    missing = [f"--{name}" for name, value in (("store", paths.store), ("split", paths.split), ("logits", paths.logits))
+               if value is None]
     if missing:
         raise VistageError(f"predict: {', '.join(missing)} needed (or --input PATH to predict new questions)")
-    pred = predict_questions(checkpoint, store, split, p.device)
-    pred.save(logits)
-    typer.echo(f"predict: {write_outputs(pred, out, submission, submission_json)}, {logits}")
-    if gradcam is not None:
-        from ..gradcam import INDEX, INDEX_COLUMNS
+    pred = predict_questions(paths.checkpoint, paths.store, paths.split, p.device)
+    pred.save(paths.logits)
+    done = f"{write_outputs(pred, paths.out, paths.submission, paths.submission_json)}, {paths.logits}"
+    if paths.gradcam is not None:
+        from ...gradcam import INDEX, INDEX_COLUMNS
 
-        with atomic_dir(gradcam) as tmp:
+        with atomic_dir(paths.gradcam) as tmp:
             pd.DataFrame(columns=INDEX_COLUMNS).to_csv(tmp / INDEX, index=False)
-    if cost is not None:
-        from ..cost import device_name
-        from ..runtime import resolve_device
+    if paths.cost is not None:
+        from ...cost import device_name
+        from ...runtime import resolve_device
 
-        write_json(cost, {"device": device_name(resolve_device(p.device)), "task": "vqa",
-                          "note": "inference latency is measured for task: classify only"})
+        write_json(paths.cost, {"device": device_name(resolve_device(p.device)), "task": "vqa",
+                                "note": "inference latency is measured for task: classify only"})
+    return done
 
 
 def prediction_table(pred: VqaPredictions) -> pd.DataFrame:
@@ -157,9 +167,7 @@ def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path |
 
     if not questions_file.is_file() or questions_file.suffix.lower() not in (".json", ".csv"):
         raise VistageError(f"--input: {questions_file} is not a .json or .csv questions file")
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict) or "vqa" not in state:
-        raise VistageError(f"{checkpoint}: not a task: vqa checkpoint (no answer vocabulary in it)")
+    state = _vqa_checkpoint(checkpoint)
     trained_data = state["params"].get("data", {})
     dp = p.data.model_copy(update={"path": str(questions_file), "root": str(images or questions_file.parent),
                                    "image_size": int(state["image_size"]),

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import VistageError
-from ..evaluation import CALIBRATION_BINS, DIGITS, SplitRows
+from ...errors import VistageError
+from ...evaluation import CALIBRATION_BINS, DIGITS, SplitRows
 from .answers import normalize_answer, per_type_accuracy, vqa_accuracy
 
 UNANSWERABLE = "unanswerable"
@@ -55,7 +55,7 @@ class VqaPredictions(SplitRows):
         return [json.loads(a) if a else [] for a in self.human]
 
     def save(self, path: str | Path) -> None:
-        from ..io import atomic_path
+        from ...io import atomic_path
 
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
@@ -70,15 +70,6 @@ class VqaPredictions(SplitRows):
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             raise VistageError(f"{path}: not a VQA predictions file written by predict; rerun the predict "
                                "stage") from None
-
-
-def is_vqa_predictions(path: str | Path) -> bool:
-    """Whether predict wrote VQA predictions at `path` (else classification's logits)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return "task" in data.files and str(data["task"]) == "vqa"
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError):
-        return False
 
 
 def most_common(answers: list[str]) -> str:
@@ -177,3 +168,26 @@ def calibration_bins(pred: VqaPredictions, n_bins: int = CALIBRATION_BINS) -> pd
                          "confidence": [round(float(confidence[which == b].mean()), DIGITS) for b in used],
                          "accuracy": [round(float(score[which == b].mean()), DIGITS) for b in used],
                          "count": [int((which == b).sum()) for b in used]})
+
+
+def evaluate(logits: Path, paths) -> list[str]:
+    """The evaluate stage with task: vqa (base.EvaluatePaths): metrics of each split, and the
+    per-answer, confusion and reliability tables of the headline split; a line per split."""
+    from ...evaluation import check_predictions_task, write_tables
+
+    check_predictions_task(logits, "vqa")
+    pred = VqaPredictions.load(logits)
+    summary = split_metrics(pred)
+    headline = pred.of(pred.headline)
+    rows = confusion_rows(headline)
+    tables = [(paths.per_class, per_answer_table(headline)), (paths.confusion, rows),
+              (paths.calibration, calibration_bins(headline))]
+    if paths.confusion_pairs is not None:
+        tables.append((paths.confusion_pairs, confusion_pairs(rows)))
+    write_tables(tables, paths.metrics, summary)
+    lines = []
+    for name, m in summary.items():
+        types = ", ".join(f"{t} {v:.4f}" for t, v in m.get("per_answer_type", {}).items())
+        lines.append(f"{name}, {m['questions']} questions: VQA accuracy {m['vqa_accuracy']:.4f}, "
+                     f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}")
+    return lines

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.split import SPLITS, split_table
-from ..data.store import write_store
-from ..errors import VistageError
+from ...data.split import SPLITS, split_table
+from ...data.store import write_store
+from ...errors import VistageError
 from .sources import Question, VqaSourceData
 
 QUESTIONS = "questions.csv"
@@ -118,3 +118,33 @@ def vqa_split_counts(table: pd.DataFrame, questions: pd.DataFrame) -> dict:
         if len(part) or name in SPLITS:
             counts[name] = {"questions": int(len(part)), "images": int(part["image"].nunique())}
     return counts
+
+
+def prepare(params, out: Path, metrics: Path) -> str:
+    """The images of `vqa.source` decoded once, the questions beside them; statistics into `metrics`."""
+    from ...io import write_json
+    from .sources import load_vqa_source
+
+    stats = write_vqa_store(out, load_vqa_source(params.data, params.vqa), params.data)
+    write_json(metrics, stats)
+    left_out = [f"{len(stats['skipped'])} bad images or entries skipped"] if stats["skipped"] else []
+    left_out += [f"{stats['images_without_questions']} images without questions left out"] \
+        if stats["images_without_questions"] else []
+    listed = f" ({', '.join(left_out)}: see {metrics})" if left_out else ""
+    return f"{stats['images']} images, {stats['questions']} questions{listed} -> {out}"
+
+
+def split(params, store: Path, out: Path, metrics: Path) -> str:
+    """The questions assigned to train/val/test, grouped by image."""
+    from ...data.store import load_store
+    from ...io import atomic_path, write_json
+
+    load_store(store)  # a store at all: the same one-line error as classification's
+    questions = load_questions(store)
+    d = params.data
+    table = vqa_split_table(questions, d.val_fraction, d.test_fraction, d.split_seed)
+    counts = vqa_split_counts(table, questions)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(metrics, counts)
+    return ", ".join(f"{s} {counts[s]['questions']}" for s in SPLITS) + f" -> {out}"

@@ -1,20 +1,20 @@
-"""The report of task: vqa (report.py's `build_report` uses VQA_SECTIONS for it): the VQA metrics
+"""task: vqa's report: the sections of its page, around the shared ones (reporting/sections.py): the VQA metrics
 per split and per answer type, answerability, their change since the baseline revision, the
 learning curves, and a gallery of wrong answers (image, question, expected, predicted,
 confidence, score), most confident first."""
 
 import numpy as np
 
-from ..report import (_csv, _json, _splits, _store_images, change_section, curves_section, params_section,
-                      training_section)
-from ..reporting.blocks import Card, Gallery, Section, Table, Text
-from ..reporting.charts import png_bytes
+from ...reporting.blocks import Card, Gallery, Section, Table, Text
+from ...reporting.charts import png_bytes
+from ...reporting.sections import (change_section, curves_section, params_section, read_csv, read_json,
+                                   metrics_by_split, store_images, training_section)
 
 WRONG_ANSWERS = 24
 
 
 def vqa_metrics_section(params, inputs) -> Section:
-    splits = _splits(_json(inputs.metrics))
+    splits = metrics_by_split(read_json(inputs.metrics))
     blocks = []
     for title, prefix, name in (("", "", "metric"), ("VQA accuracy per answer type", "per_answer_type.", "answer type"),
                                 ("Answerability", "answerability.", "metric")):
@@ -28,7 +28,7 @@ def vqa_metrics_section(params, inputs) -> Section:
 def wrong_answers_section(params, inputs) -> Section | None:
     if not inputs.predictions.is_file():
         return None
-    predictions = _csv(inputs.predictions, ("question", "answer", "confidence", "expected", "score", "image_index"),
+    predictions = read_csv(inputs.predictions, ("question", "answer", "confidence", "expected", "score", "image_index"),
                        dtype=str)
     answered = predictions[predictions["expected"] != ""]
     wrong = answered[answered["score"].astype(float) < 1]
@@ -37,12 +37,12 @@ def wrong_answers_section(params, inputs) -> Section | None:
                                               "No answered questions to compare with.")])
     shown = wrong.assign(confidence=wrong["confidence"].astype(float)).sort_values(
         "confidence", ascending=False, kind="stable").head(WRONG_ANSWERS)
-    images = _store_images(inputs.store)
+    images = store_images(inputs.store)
     cards = [Card(png_bytes(np.asarray(images[int(r.image_index)])) if images is not None else None, r.question,
                   r.expected, r.answer, r.confidence, note=f"score {float(r.score):.2f}") for r in shown.itertuples()]
     text = f"{len(wrong)} of {len(answered)} answers not fully right; the {len(cards)} most confident:"
     return Section("Wrong answers", [Text(text), Gallery("wrong_answer", cards)])
 
 
-VQA_SECTIONS = [vqa_metrics_section, change_section, training_section, curves_section, wrong_answers_section,
+SECTIONS = [vqa_metrics_section, change_section, training_section, curves_section, wrong_answers_section,
                 params_section]

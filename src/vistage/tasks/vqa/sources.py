@@ -23,12 +23,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.base import FileReader, Sample, SourceData, require_path
-from ..data.folder import list_entries
-from ..errors import VistageError
-from ..registry import Registry
+from ...data.base import FileReader, Sample, SourceData, require_path
+from ...data.folder import list_entries
+from ...errors import VistageError
+from ...registry import Registry
 
-VQA_SOURCES = Registry("vqa source")
+VQA_SOURCES = Registry("vqa.source")
 
 
 @dataclass
@@ -151,7 +151,7 @@ def _source(dp, vp, name: str, questions: list[Question], bad: list, images_at: 
 def csv(dp, vp) -> VqaSourceData:
     import io
 
-    from ..data.csv_source import read_csv_columns
+    from ...data.csv_source import read_csv_columns
 
     name, raw, images_at, base = questions_file(dp, vp, ".csv")
     table = read_csv_columns(io.BytesIO(raw), name, vp, "vqa",

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..feature_cache import backbone_features as _run_backbone
+from ...feature_cache import backbone_features as _run_backbone
 
 
 def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: int = 64,

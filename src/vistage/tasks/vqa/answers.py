@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from ..errors import VistageError
+from ...errors import VistageError
 
 # processPunctuation: these marks are dropped, or turned into a space (see _strip_punctuation).
 # Not listed, so kept: the period (handled separately), the apostrophe, ':', '#', '$', '%', '&',

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..registry import Registry
+from ...registry import Registry
 
 VQA_LOSSES = Registry("vqa.loss")
 

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..errors import VistageError
-from ..registry import Registry
+from ...errors import VistageError
+from ...registry import Registry
 from .questions import PAD, QuestionVocab
 
 QUESTION_ENCODERS = Registry("vqa.question_encoder")
@@ -351,7 +351,7 @@ def image_encoder(params) -> tuple[nn.Module, int]:
     """params.model without its classifier: (module giving a pooled feature vector, its size), or
     with vqa.image_grid, region vectors of that size. Built by models.py, so every timm model,
     vistage's own, `pretrained`, `drop_rate` and `small_stem` work as in classification."""
-    from ..models import build_from_params, classifier
+    from ...models import build_from_params, classifier
 
     model = build_from_params(params, num_classes=1)
     grid = params.vqa.image_grid

@@ -1,0 +1,88 @@
+"""task: vqa: answer questions about images.
+
+    sources.py, data.py   VQA sources (vqa.source), the store plus questions.csv, the split grouped by image
+    answers.py, questions.py   answer normalization, the official VQA accuracy, question tokens (no torch)
+    model.py, losses.py, features.py   question encoders, fusions, the answer head, losses, cached image features
+    training.py  the training hooks: batches of questions and their images, validation with test-time views
+    predict.py   the answers of the test, validation and unanswered questions, the submission
+    metrics.py   VQA accuracy, per answer type, answerability
+    report.py    the report's sections
+"""
+
+from ..base import EvaluatePaths, PredictPaths, ReportLayout, Task
+
+MIXES = ("mixup", "cutmix", "mixup_cutmix")
+_NOT_GRADCAM = "Grad-CAM and the inference cost are task: classify's"
+
+
+class VqaTask(Task):
+    name = "vqa"
+    keyword_registries = {
+        "vqa.source": ("vistage.tasks.vqa.sources", "VQA_SOURCES"),
+        "vqa.question_encoder": ("vistage.tasks.vqa.model", "QUESTION_ENCODERS"),
+        "vqa.fusion": ("vistage.tasks.vqa.model", "FUSIONS"),
+        "vqa.loss": ("vistage.tasks.vqa.losses", "VQA_LOSSES"),
+    }
+    unread = {
+        "data.source": ("warning", "its data source is vqa.source"),
+        "data.csv_path_column": ("warning", "the questions file's columns are vqa.image_column, vqa.question_column, "
+                                            "vqa.answer_column"),
+        "data.csv_label_column": ("warning", "the answers are vqa.answer_column"),
+        "data.csv_split_column": ("warning", "the questions keep their source's split"),
+        "data.csv_group_column": ("warning", "questions are grouped by image"),
+        "loss": ("warning", "its loss is vqa.loss"),
+        "mix_alpha": ("warning", "mixing is refused with task: vqa"),
+        "data_on_device": ("warning", "VQA batches read each question's image from the store, or its cached "
+                                      "features"),
+        "predict_top_k": ("warning", "the submission holds one answer per question"),
+        "gradcam_examples": ("warning", _NOT_GRADCAM),
+        "gradcam_layer": ("warning", _NOT_GRADCAM),
+        "cost_repeats": ("warning", _NOT_GRADCAM),
+    }
+
+    def contradictions(self, params) -> tuple[list[str], list[str]]:
+        errors, warnings = [], []
+        mixed = [name for name in params.augment if name in MIXES]
+        if mixed:
+            errors.append(f"augment: {mixed[0]!r} does not work with task: vqa (mixing two images leaves no answer "
+                          "to the question); the others do")
+        if "flip" in params.tta:
+            errors.append("tta: 'flip' does not work with task: vqa (a mirrored image swaps left and right in the "
+                          "questions); translate does")
+        if params.label_smoothing and params.vqa.loss != "cross_entropy":
+            warnings.append(f"label_smoothing: {params.label_smoothing} is read by vqa.loss: cross_entropy only "
+                            f"(vqa.loss is {params.vqa.loss})")
+        if params.vqa.question_finetune and params.vqa.question_encoder != "minilm":
+            warnings.append(f"vqa.question_finetune: true is read by vqa.question_encoder: minilm only (the "
+                            f"{params.vqa.question_encoder} encoder always trains)")
+        return errors, warnings
+
+    def prepare(self, params, out, metrics) -> str:
+        from .data import prepare
+
+        return prepare(params, out, metrics)
+
+    def split(self, params, store, out, metrics) -> str:
+        from .data import split
+
+        return split(params, store, out, metrics)
+
+    def training(self, params, store, split):
+        from .training import VqaTraining
+
+        return VqaTraining.load(params, store, split)
+
+    def predict(self, params, paths: PredictPaths) -> str:
+        from .predict import predict
+
+        return predict(params, paths)
+
+    def evaluate(self, params, logits, paths: EvaluatePaths) -> list[str]:
+        from .metrics import evaluate
+
+        return evaluate(logits, paths)
+
+    def report_layout(self, params) -> ReportLayout:
+        from .report import SECTIONS
+
+        return ReportLayout("vistage report: visual question answering", params.vqa.source, SECTIONS)
