@@ -79,6 +79,28 @@ def digits_store(tmp_path_factory):
     return base
 
 
+@pytest.fixture(scope="session")
+def digits_model(digits_store, tmp_path_factory):
+    """tiny_params(epochs=3) trained once on digits_store: (its train() result, the folder holding
+    models/ and live/). Read-only: the tests that demand learning share it instead of each training
+    the same deterministic run again."""
+    from vistage.training import train
+
+    out = tmp_path_factory.mktemp("digits-model")
+    return train(tiny_params(epochs=3), train_paths(digits_store, out)), out
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoint(digits_store, tmp_path_factory):
+    """A checkpoint of three optimisation steps on digits_store (models/best.pt under the returned
+    folder): for the tests of what is done with a checkpoint, not of how well it classifies."""
+    from vistage.training import train
+
+    out = tmp_path_factory.mktemp("digits-smoke")
+    train(tiny_params(epochs=1, max_steps_per_epoch=3), train_paths(digits_store, out))
+    return out
+
+
 def copy_project(dest: Path, override: dict | None = None) -> Path:
     """A copy of the project's tracked files (TINY params, no committed results) in a fresh git
     repository with one commit."""

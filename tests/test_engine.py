@@ -52,8 +52,8 @@ def test_precision_falls_back_cleanly_without_cuda():
 
 
 @pytest.mark.slow
-def test_bf16_channels_last_learns_as_well_as_fp32_on_cpu(digits_store, tmp_path):
-    fp32 = train(tiny_params(epochs=3), train_paths(digits_store, tmp_path / "fp32"))
+def test_bf16_channels_last_learns_as_well_as_fp32_on_cpu(digits_store, digits_model, tmp_path):
+    fp32, _ = digits_model  # tiny_params(epochs=3)
     bf16 = train(tiny_params(epochs=3, precision="bf16", channels_last=True), train_paths(digits_store, tmp_path))
     assert bf16["train/loss"] != fp32["train/loss"]  # the bf16 autocast did run
     assert bf16["val/acc"] > 0.9 and abs(bf16["val/acc"] - fp32["val/acc"]) < 0.03
@@ -97,7 +97,7 @@ def test_accumulation_takes_one_step_per_group_of_batches(digits_store, tmp_path
 
 
 def test_ema_weights_are_validated_and_used_for_inference(digits_store, tmp_path):
-    train(tiny_params(epochs=2, ema_decay=0.9), train_paths(digits_store, tmp_path))
+    train(tiny_params(epochs=2, ema_decay=0.9, max_steps_per_epoch=3), train_paths(digits_store, tmp_path))
     ckpt = load_checkpoint(tmp_path / "models" / "best.pt")
     assert ckpt["ema"] is not None
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
@@ -108,7 +108,7 @@ def test_ema_weights_are_validated_and_used_for_inference(digits_store, tmp_path
 
 def test_early_stopping_stops_and_a_rerun_starts_fresh(digits_store, tmp_path):
     # a learning rate this small cannot improve validation accuracy after the first epoch
-    params = tiny_params(epochs=6, lr=1e-9, scheduler="none", early_stopping_patience=1)
+    params = tiny_params(epochs=6, lr=1e-9, scheduler="none", early_stopping_patience=1, max_steps_per_epoch=3)
     result = train(params, train_paths(digits_store, tmp_path))
     last = load_checkpoint(tmp_path / "models" / "last.pt")
     assert result["epochs_trained"] == last["epoch"] < 6 and last["stopped_early"]
@@ -119,7 +119,7 @@ def test_early_stopping_stops_and_a_rerun_starts_fresh(digits_store, tmp_path):
 def test_frozen_backbone_keeps_batchnorm_statistics(digits_store, tmp_path):
     from vistage.runtime import seed_everything
 
-    params = tiny_params(epochs=1, freeze="backbone")
+    params = tiny_params(epochs=1, freeze="backbone", max_steps_per_epoch=3)
     train(params, train_paths(digits_store, tmp_path))
     seed_everything(params.seed, params.deterministic)
     initial = build_model(params.model, 10).state_dict()

@@ -12,26 +12,31 @@ from PIL import Image
 from vistage.errors import VistageError
 from vistage.new_images import predict_images
 
-from .conftest import run_env, tiny_params, train_paths
+from .conftest import run_env
 
 
 @pytest.fixture(scope="module")
-def trained(digits_store, tmp_path_factory):
-    """A checkpoint trained 3 epochs on the 8x8 digits, and the test digits as unlabeled PNGs
-    (file names keep the truth for the test, in nested folders as a user's photos would be)."""
+def new_images(digits_store, tmp_path_factory):
+    """The first 60 test digits as unlabeled PNGs (file names keep the truth for the test, in
+    nested folders as a user's photos would be)."""
     from vistage.data.store import load_store
-    from vistage.training import train
 
-    out = tmp_path_factory.mktemp("new")
-    train(tiny_params(epochs=3), train_paths(digits_store, out))
+    out = tmp_path_factory.mktemp("new") / "images"
     store = load_store(digits_store / "prepared")
     test = pd.read_csv(digits_store / "split.csv").query("split == 'test'")["index"].to_numpy()[:60]
     for k, i in enumerate(test):
-        folder = out / "images" / ("batch1" if k % 2 else "batch2/deeper")
+        folder = out / ("batch1" if k % 2 else "batch2/deeper")
         folder.mkdir(parents=True, exist_ok=True)
         label = store.classes[store.samples["label"][i]]
         Image.fromarray(np.asarray(store.images[i])).save(folder / f"img{k:03d}_true{label}.png")
-    return out / "models" / "best.pt", out / "images"
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(smoke_checkpoint, new_images):
+    """A checkpoint of a few steps (what predict does with any checkpoint) and the new images; the
+    checkpoint that has learned digits: test_a_trained_model_recognises_the_new_images."""
+    return smoke_checkpoint / "models" / "best.pt", new_images
 
 
 def _truth(ids) -> np.ndarray:
@@ -47,6 +52,14 @@ def test_a_folder_of_new_images_gets_classes_and_top_k(trained):
     assert (table["predicted"] == table["top1"]).all() and (table["confidence"] == table["top1_probability"]).all()
     assert (table["top1_probability"] >= table["top2_probability"]).all()
     assert set(table["predicted"]) <= {str(d) for d in range(10)}  # names from the checkpoint
+
+
+@pytest.mark.slow
+def test_a_trained_model_recognises_the_new_images(digits_model, new_images):
+    """The checkpoint of 3 epochs on the 8x8 digits (shared with test_training.py)."""
+    _, out = digits_model
+    table, bad = predict_images(out / "models" / "best.pt", new_images, "cpu", "error")
+    assert not bad and len(table) == 60
     assert (table["predicted"].to_numpy() == _truth(table["id"])).mean() > 0.8  # it recognises them
 
 

@@ -34,7 +34,7 @@ def test_frozen_epochs_on_cached_features_train_as_uncached(digits_store, tmp_pa
     With augment: [flip] the cache holds each image's two views and draws one per image as the
     batch flip does (same random draws), and validates with flip TTA on them."""
     common = dict(model="simple_cnn", freeze="backbone", freeze_epochs=freeze_epochs, epochs=2, augment=augment,
-                  tta=augment, lr=0.01)
+                  tta=augment, lr=0.01, max_steps_per_epoch=4)
     cached = train(tiny_params(**common), train_paths(digits_store, tmp_path / "cached"))
     said = capsys.readouterr().err
     assert "computed once" in said and ("mirror images" in said) == bool(augment)
@@ -47,7 +47,7 @@ def test_frozen_epochs_on_cached_features_train_as_uncached(digits_store, tmp_pa
 
 
 def test_cache_off_with_augmentation_says_why(digits_store, tmp_path, capsys):
-    train(tiny_params(model="simple_cnn", freeze="backbone", epochs=1, augment=["crop"]),
+    train(tiny_params(model="simple_cnn", freeze="backbone", epochs=1, augment=["crop"], max_steps_per_epoch=1),
           train_paths(digits_store, tmp_path))
     assert "feature cache off: augment: ['crop']" in capsys.readouterr().err
 
@@ -66,6 +66,7 @@ def test_patch_whitening_whitens_patches():
     assert not net.whiten.weight.requires_grad
 
 
+@pytest.mark.slow
 def test_airbench_trains_with_its_keywords(digits_store, tmp_path):
     """The issue-11 keywords together: airbench_small, patch whitening, Nesterov SGD, triangular
     schedule, translate, data on the device, flip+translate TTA in validation and predict."""
@@ -87,8 +88,8 @@ def test_airbench_trains_with_its_keywords(digits_store, tmp_path):
 
 
 def test_data_on_device_trains_as_from_the_store(digits_store, tmp_path):
-    a = train(tiny_params(epochs=1), train_paths(digits_store, tmp_path / "a"))
-    b = train(tiny_params(epochs=1, data_on_device=True), train_paths(digits_store, tmp_path / "b"))
+    a = train(tiny_params(epochs=2, max_steps_per_epoch=3), train_paths(digits_store, tmp_path / "a"))
+    b = train(tiny_params(epochs=2, max_steps_per_epoch=3, data_on_device=True), train_paths(digits_store, tmp_path / "b"))
     a.pop("throughput"), b.pop("throughput")
     assert a == b
 
@@ -147,7 +148,8 @@ def test_val_every_validates_every_nth_epoch_and_the_last(digits_store, tmp_path
     """val_every: 2 over 3 epochs validates after epochs 2 and 3 only; the curves skip epoch 1,
     best.pt comes from a validated epoch, and the result reports the last validation."""
     paths = train_paths(digits_store, tmp_path)
-    result = train(tiny_params(model="simple_cnn", epochs=3, val_every=2, scheduler="plateau"), paths)
+    result = train(tiny_params(model="simple_cnn", epochs=3, val_every=2, scheduler="plateau", max_steps_per_epoch=2),
+                   paths)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
     assert ["val/acc" in line for line in lines] == [False, True, True]
     val_steps = [row.split("\t")[0] for row in (paths.live / "plots/metrics/val/acc.tsv").read_text().splitlines()[1:]]

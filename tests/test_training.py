@@ -10,8 +10,9 @@ from vistage.training import train
 from .conftest import tiny_params, train_paths
 
 
-def test_train_returns_metrics_and_writes_checkpoints_and_curves(digits_store, tmp_path):
-    result = train(tiny_params(epochs=3), train_paths(digits_store, tmp_path))
+@pytest.mark.slow
+def test_train_returns_metrics_and_writes_checkpoints_and_curves(digits_model):
+    result, tmp_path = digits_model  # tiny_params(epochs=3), trained once per session
     assert result["val/acc"] > 0.9  # 3 epochs at 8x8 already learn digits (chance: 0.1)
     assert set(result) >= {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput", "best_val_acc"}
     best = load_checkpoint(tmp_path / "models" / "best.pt")
@@ -26,8 +27,9 @@ def test_train_returns_metrics_and_writes_checkpoints_and_curves(digits_store, t
 
 
 def test_same_seed_same_metrics(digits_store, tmp_path):
-    a = train(tiny_params(), train_paths(digits_store, tmp_path / "a"))
-    b = train(tiny_params(), train_paths(digits_store, tmp_path / "b"))
+    params = tiny_params(max_steps_per_epoch=3)  # two epochs of three steps: the second continues the first
+    a = train(params, train_paths(digits_store, tmp_path / "a"))
+    b = train(params, train_paths(digits_store, tmp_path / "b"))
     a.pop("throughput"), b.pop("throughput")
     assert a == b
 
@@ -38,7 +40,7 @@ def test_same_seed_same_metrics(digits_store, tmp_path):
     {"augment": ["random_resized_crop", "randaugment", "flip"], "num_workers": 2, "accumulate": 2},
 ], ids=["plain", "mix-ema", "workers-accumulate"])
 def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path, monkeypatch, extra):
-    params = tiny_params(epochs=3, **{"augment": ["crop", "flip"], **extra})
+    params = tiny_params(epochs=3, max_steps_per_epoch=4, **{"augment": ["crop", "flip"], **extra})
     full = train(params, train_paths(digits_store, tmp_path / "full"))
 
     real_save = training.save_checkpoint
@@ -62,15 +64,16 @@ def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path,
 
 def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsys):
     paths = train_paths(digits_store, tmp_path)
-    train(tiny_params(epochs=1), paths)
+    train(tiny_params(epochs=1, max_steps_per_epoch=2), paths)
     first = load_checkpoint(paths.models / "last.pt")
-    train(tiny_params(epochs=2, lr=0.01), paths)
+    train(tiny_params(epochs=2, lr=0.01, max_steps_per_epoch=2), paths)
     out = capsys.readouterr().err
     assert "trained with other params; starting fresh" in out
     assert load_checkpoint(paths.models / "last.pt")["params"]["lr"] == 0.01
     assert first["params"]["lr"] != 0.01
 
 
+@pytest.mark.slow
 def test_timm_model_learns_digits(digits_store, tmp_path):
     paths = train_paths(digits_store, tmp_path)
     result = train(tiny_params(model="resnet18", epochs=2), paths)
@@ -84,7 +87,7 @@ def test_frozen_backbone_trains_only_the_classifier(digits_store, tmp_path):
     from vistage.models import build_model
     from vistage.runtime import seed_everything
 
-    params = tiny_params(epochs=1, freeze="backbone")
+    params = tiny_params(epochs=1, freeze="backbone", max_steps_per_epoch=3)
     train(params, train_paths(digits_store, tmp_path))
     trained = load_checkpoint(tmp_path / "models" / "last.pt")["model"]
     seed_everything(params.seed, params.deterministic)  # the same initial weights as train() drew
@@ -94,9 +97,10 @@ def test_frozen_backbone_trains_only_the_classifier(digits_store, tmp_path):
 
 
 def test_two_stage_unfreezes_after_freeze_epochs(digits_store, tmp_path):
-    train(tiny_params(epochs=1, freeze="backbone"), train_paths(digits_store, tmp_path / "a"))
+    short = {"freeze": "backbone", "max_steps_per_epoch": 3}
+    train(tiny_params(epochs=1, **short), train_paths(digits_store, tmp_path / "a"))
     frozen = load_checkpoint(tmp_path / "a" / "models" / "last.pt")["model"]
-    train(tiny_params(epochs=2, freeze="backbone", freeze_epochs=1), train_paths(digits_store, tmp_path / "b"))
+    train(tiny_params(epochs=2, freeze_epochs=1, **short), train_paths(digits_store, tmp_path / "b"))
     thawed = load_checkpoint(tmp_path / "b" / "models" / "last.pt")["model"]
     conv = "features.0.0.weight"
     assert not torch.equal(frozen[conv], thawed[conv])  # the second epoch trained the backbone too

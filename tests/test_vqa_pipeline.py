@@ -71,6 +71,27 @@ def vqa_store(tmp_path_factory):
     return base
 
 
+def blind_accuracy(store: Path, split: Path, part: str = "val") -> float:
+    """The accuracy of an image-blind answerer: each `part` question gets the most common train
+    answer to the same question text (the overall most common one for a text not seen in train),
+    scored min(1, matching human answers / 3) (plain accuracy for a single answer) on answers
+    lower-cased and stripped of '.': close to the VQA accuracy. A model has to beat this to show
+    that it looks at the images."""
+    import pandas as pd
+
+    from vistage.vqa.data import answer_lists, load_questions
+
+    questions = load_questions(store).merge(pd.read_csv(split), on="index", suffixes=("_source", ""))
+    humans = [[a.lower().strip(" .") for a in answers or []] for answers in answer_lists(questions)]
+    first = pd.Series([h[0] if h else None for h in humans], index=questions.index)
+    train = questions["split"] == "train"
+    usual = first[train].groupby(questions["question"][train]).agg(lambda a: a.value_counts().index[0])
+    overall = first[train].value_counts().index[0]
+    scored = [min(1.0, h.count(usual.get(q, overall)) / min(3, len(h)))
+              for q, h, s in zip(questions["question"], humans, questions["split"]) if s == part]
+    return float(np.mean(scored))
+
+
 def test_vqa_trains_with_the_classification_engine_and_checkpoints_its_vocabularies(vqa_store, tmp_path):
     from vistage.checkpoint import load_checkpoint
     from vistage.training import TrainPaths, train
@@ -78,7 +99,11 @@ def test_vqa_trains_with_the_classification_engine_and_checkpoints_its_vocabular
     p = vqa_params(vqa_store / "raw", epochs=3, ema_decay=0.5, scheduler="cosine", warmup_epochs=0)
     paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
     result = train(p, paths)
-    assert result["epochs_trained"] == 3 and 0 < result["best_val_acc"] <= 1
+    # It learns to answer from the image: measured 0.792 best val VQA accuracy with seeds 0, 1 and 2
+    # (19 of the 24 val questions; a few seconds on 2 cores). Answering from the question alone
+    # (each question's most common train answer) scores about 0.5 here: blind_accuracy.
+    blind = blind_accuracy(vqa_store / "prepared", vqa_store / "split.csv")
+    assert result["epochs_trained"] == 3 and result["best_val_acc"] >= 0.7 > blind + 0.1, (result, blind)
     state = load_checkpoint(paths.models / "best.pt")
     answers = state["vqa"]["answers"]["answers"]
     assert answers[:2] == ["no", "yes"] or set(answers) >= {"red", "green", "blue", "yes", "no"}
@@ -218,19 +243,23 @@ def test_dvc_exp_run_task_vqa_on_a_slice_of_easy_vqa(tmp_path):
     from .conftest import copy_project, run
 
     project = copy_project(tmp_path / "project")
-    data = easy_vqa_slice(tmp_path / "easy-vqa-slice", {"train": 30, "test": 10})
+    data = easy_vqa_slice(tmp_path / "easy-vqa-slice", {"train": 60, "test": 20})
     sets = {"task": "vqa", "vqa.source": "json", "data.path": str(data / "qa.json"), "data.root": str(data / "images"),
-            "data.image_size": 16, "epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "augment": "[flip]",
-            "vqa.hidden": 32, "vqa.embed_dim": 16}
+            "data.image_size": 16, "epochs": 4, "batch_size": 32, "lr": 0.01, "augment": "[flip]",
+            "vqa.hidden": 64, "vqa.embed_dim": 32, "vqa.dropout": 0.0}
     exp = run(["dvc", "exp", "run", *[a for k, v in sets.items() for a in ("-S", f"{k}={v}")]], project)
     assert [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")] == \
         ["prepare", "split", "train", "predict", "evaluate", "report"]
     questions = len(json.loads((data / "qa.json").read_text()))
     assert json.loads((project / "metrics/data.json").read_text())["questions"] == questions
     split = json.loads((project / "metrics/split.json").read_text())
-    assert sum(split[s]["images"] for s in ("train", "val", "test")) == 40
+    assert sum(split[s]["images"] for s in ("train", "val", "test")) == 80
     metrics = json.loads((project / "metrics/eval.json").read_text())
-    assert 0 <= metrics["test"]["vqa_accuracy"] <= 1 and metrics["test"]["accuracy"] == metrics["test"]["vqa_accuracy"]
+    # It learns: the same training on a slice of 60 train images reached 0.609, 0.678 and 0.670
+    # val VQA accuracy with seeds 0, 1 and 2; always answering the most common answer ("yes")
+    # scores about 0.34. (Answering from the question text alone scores 0.68 on easy-VQA: four
+    # epochs learn the answer priors; looking at the shapes takes longer than a test can wait.)
+    assert metrics["test"]["vqa_accuracy"] >= 0.5 and metrics["test"]["accuracy"] == metrics["test"]["vqa_accuracy"]
     submission = json.loads((project / "reports/submission.json").read_text())
     assert len(submission) == metrics["test"]["questions"] and set(submission[0]) == {"image", "answer"}
     assert "Wrong answers" in (project / "reports/index.html").read_text()
