@@ -148,6 +148,7 @@ def test_a_bad_checkpoint_is_one_line_and_runs_nothing(tmp_path, content):
     ({"lr": 1e10}, ["training diverged at epoch 1", "lower lr"]),
     ({"model": "resnet18", "lr": 1e10, "optimizer": "sgd"}, ["training diverged"]),
 ], ids=["simple_cnn", "resnet18"])
+@pytest.mark.slow  # trains a whole epoch first (make test-fast trains only a few steps)
 def test_a_failed_train_leaves_the_committed_metrics_and_checkpoints_byte_identical(work, override, words):
     cmd = _train_cmd(work, epochs=1)
     subprocess.run(cmd, cwd=work, env=run_env(), check=True, capture_output=True)

@@ -79,7 +79,7 @@ def blind_accuracy(store: Path, split: Path, part: str = "val") -> float:
     that it looks at the images."""
     import pandas as pd
 
-    from vistage.vqa.data import answer_lists, load_questions
+    from vistage.tasks.vqa.data import answer_lists, load_questions
 
     questions = load_questions(store).merge(pd.read_csv(split), on="index", suffixes=("_source", ""))
     humans = [[a.lower().strip(" .") for a in answers or []] for answers in answer_lists(questions)]
@@ -368,3 +368,26 @@ def test_a_frozen_image_encoder_is_run_once_and_trains_as_without_the_cache(vqa_
         runs[name] = ({k: round(v, 5) for k, v in result.items() if k != "throughput"}, calls)
     assert runs["cached"][1] == [True] and runs["uncached"][1] == [False]
     assert runs["cached"][0] == runs["uncached"][0]
+
+
+@pytest.mark.slow
+def test_the_easy_vqa_recipe_learns_to_answer_from_the_images(tmp_path):
+    """easy-VQA as packaged (5,000 images, 48,248 questions; its official test part kept out), with
+    the easy-vqa recipe's params for 4 of its 8 epochs. Measured on a 2-core CPU: best val VQA
+    accuracy 0.9447 after 32 s of training (0.9998 after the recipe's 8 epochs). Answering from the
+    question alone (blind_accuracy) scores about 0.69, so the bar of 0.9 takes the images: it is the
+    VQA counterpart of classification's > 0.9 on the digits."""
+    from vistage.params import Params
+    from vistage.recipes import load_recipe
+    from vistage.tasks import create_task
+    from vistage.training import TrainPaths, train
+
+    p = Params.model_validate(merged(merged(default_params(), load_recipe("easy-vqa", ROOT / "recipes")),
+                                     {"epochs": 4}))
+    task = create_task("vqa")
+    task.prepare(p, tmp_path / "prepared", tmp_path / "data.json")
+    task.split(p, tmp_path / "prepared", tmp_path / "split.csv", tmp_path / "split.json")
+    result = train(p, TrainPaths(tmp_path / "prepared", tmp_path / "split.csv", tmp_path / "models",
+                                 tmp_path / "live"))
+    blind = blind_accuracy(tmp_path / "prepared", tmp_path / "split.csv")
+    assert result["best_val_acc"] >= 0.9 > blind + 0.15, (result, blind)
