@@ -126,8 +126,18 @@ def project(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def reproduced(tmp_path_factory):
-    """One copy of the project after a full `dvc repro`, shared by the end-to-end tests that only
-    read it or run experiments on top of it: (project, output of that first repro)."""
-    dest = copy_project(tmp_path_factory.mktemp("reproduced") / "project")
+def pristine_repro(tmp_path_factory):
+    """The project after one full `dvc repro` (the suite's only one), never changed afterwards:
+    tests copy it (shutil.copytree, links kept) instead of running the pipeline again.
+    (project, output of that repro)."""
+    dest = copy_project(tmp_path_factory.mktemp("pristine") / "project")
     return dest, run(["dvc", "repro"], dest).stdout
+
+
+@pytest.fixture(scope="session")
+def reproduced(pristine_repro, tmp_path_factory):
+    """A copy of the reproduced project, shared by the end-to-end tests that only read it or run
+    experiments on top of it: (project, output of that first repro)."""
+    dest = tmp_path_factory.mktemp("reproduced") / "project"
+    shutil.copytree(pristine_repro[0], dest, symlinks=True)
+    return dest, pristine_repro[1]

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import TINY, copy_project, default_params, merged, run, run_env
+from .conftest import TINY, default_params, merged, run_env
 
 pytestmark = pytest.mark.slow
 
@@ -394,11 +394,10 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def reproduced_project(tmp_path_factory):
-    """One project after a full `dvc repro` (8x8 digits, two epochs), shared by every case."""
-    project = copy_project(tmp_path_factory.mktemp("guarantees") / "project")
-    run(["dvc", "repro"], project)
-    return project
+def reproduced_project(pristine_repro):
+    """The project after a full `dvc repro` (8x8 digits, two epochs), shared by every case: each
+    case breaks something in a copy of it."""
+    return pristine_repro[0]
 
 
 @dataclass

@@ -192,15 +192,23 @@ def _final(work: Path) -> dict:
     return {"metrics.json": metrics, **curves}
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_vqa_train(vqa_store, tmp_path_factory) -> Path:
+    """The train stage run through without a kill: what each killed and resumed run must equal."""
+    reference, cmd = _vqa_train_dir(vqa_store, tmp_path_factory.mktemp("vqa-reference"))
+    subprocess.run(cmd, cwd=reference, env=run_env(), check=True, capture_output=True, timeout=600)
+    return reference
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("point, last_epoch", [("after:last.pt@1", 1), ("validate:2", 1)])
-def test_kill_9_of_a_vqa_train_then_the_rerun_resumes_to_the_same_result(vqa_store, tmp_path, point, last_epoch):
+def test_kill_9_of_a_vqa_train_then_the_rerun_resumes_to_the_same_result(vqa_store, uninterrupted_vqa_train,
+                                                                         tmp_path, point, last_epoch):
     from vistage.checkpoint import load_checkpoint
 
     from .test_guarantees import KILLER
 
-    reference, cmd = _vqa_train_dir(vqa_store, tmp_path / "reference")
-    subprocess.run(cmd, cwd=reference, env=run_env(), check=True, capture_output=True, timeout=600)
+    reference = uninterrupted_vqa_train
     work, cmd = _vqa_train_dir(vqa_store, tmp_path / "killed")
     killed = subprocess.run([sys.executable, "-c", KILLER, point, *cmd[1:]], cwd=work, env=run_env(),
                             capture_output=True, text=True, timeout=600)

@@ -20,6 +20,7 @@ components exist (caches, loaders), the epoch's batches and how a batch reaches 
 summed accuracy of a batch, validation, and what a checkpoint adds.
 """
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,8 @@ class Task:
         errors, warnings = self.contradictions(params)
         for key, (level, why) in self.unread.items():
             for name, value, default in _set_values(params, key):
-                line = f"{name}: {value!r} is not read with task: {self.name} ({why})"
+                shown = repr(value) if isinstance(value, str) else json.dumps(value)  # as YAML writes it
+                line = f"{name}: {shown} is not read with task: {self.name} ({why})"
                 (errors if level == "error" else warnings).append(line)
         return errors, warnings
 
