@@ -109,27 +109,26 @@ class Task:
         """(errors, warnings): every setting of `unread` that differs from its default, and the
         task's own contradictions."""
         errors, warnings = self.contradictions(params)
+        now, defaults = params.model_dump(mode="json"), type(params)().model_dump(mode="json")
         for key, (level, why) in self.unread.items():
-            for name, value, default in _set_values(params, key):
+            for name, value in _set_values(now, defaults, key):
                 shown = repr(value) if isinstance(value, str) else json.dumps(value)  # as YAML writes it
                 line = f"{name}: {shown} is not read with task: {self.name} ({why})"
                 (errors if level == "error" else warnings).append(line)
         return errors, warnings
 
 
-def _set_values(params, key: str) -> Iterator[tuple[str, Any, Any]]:
-    """(dotted name, value, default) of the settings under `key` that differ from their defaults."""
-    defaults = type(params)().model_dump(mode="json")
-    now = params.model_dump(mode="json")
-    parts = key.rstrip(".").split(".")
-    for part in parts:
+def _set_values(now: dict, defaults: dict, key: str) -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) of the settings under `key` whose value in `now` (params dumped as JSON)
+    differs from `defaults`."""
+    for part in key.rstrip(".").split("."):
         defaults, now = defaults[part], now[part]
     if key.endswith("."):  # a whole group
         for name, value in now.items():
             if value != defaults[name]:
-                yield f"{key}{name}", value, defaults[name]
+                yield f"{key}{name}", value
     elif now != defaults:
-        yield key, now, defaults
+        yield key, now
 
 
 class TaskTraining:

@@ -28,6 +28,7 @@ from ..base import TaskTraining
 from .answers import AnswerVocab
 from .data import answer_lists, load_questions
 
+
 def _sparse_targets(vocab: AnswerVocab, answers: list[list[str] | None]) -> list[tuple[np.ndarray, np.ndarray]]:
     out = []
     for a in answers:
