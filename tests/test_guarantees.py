@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from .conftest import TINY, default_params, merged, run_env
+from .stage_runner import run_stage
 
 pytestmark = pytest.mark.slow
 
@@ -425,8 +426,10 @@ def _run_case(case: Case, reproduced: Path, base: Path) -> Outcome:
             params.write_text(case.params_text)
         elif case.params:
             params.write_text(yaml.safe_dump(merged(yaml.safe_load(params.read_text()), case.params), sort_keys=False))
-        proc = subprocess.run(["dvc", "repro"] if case.stage == "dvc repro" else _stage_cmd(project, case.stage,
-                              **case.args), cwd=project, env=run_env(), capture_output=True, text=True, timeout=300)
+        if case.stage == "dvc repro":
+            proc = subprocess.run(["dvc", "repro"], cwd=project, env=run_env(), capture_output=True, text=True, timeout=300)
+        else:
+            proc = run_stage(_stage_cmd(project, case.stage, **case.args), project, run_env())
         params.write_text(original_params)  # the case's params are not an output
     except BaseException as exc:  # noqa: BLE001 -- reported by the case's test
         return Outcome(None, before, {}, False, exc)
