@@ -33,8 +33,10 @@ def _forkserver():
     return _context
 
 
-def _stage_main(script: str, args: list[str], cwd: str, env: dict, stdout: str, stderr: str) -> None:
-    """In the forked child: become `python SCRIPT ARGS` run in CWD under ENV."""
+def _stage_main(script: str, args: list[str], cwd: str, env: dict, stdout: str, stderr: str,
+                fault: str | None) -> None:
+    """In the forked child: become `python SCRIPT ARGS` run in CWD under ENV (with FAULT, a
+    function of tests/faults.py, injected first)."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -46,16 +48,22 @@ def _stage_main(script: str, args: list[str], cwd: str, env: dict, stdout: str, 
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     sys.argv = [script, *args]
     sys.path.insert(0, str(Path(script).resolve().parent))  # as `python stages/NAME.py` puts stages/ first
+    if fault:
+        from . import faults
+
+        getattr(faults, fault)()
     runpy.run_path(script, run_name="__main__")  # SystemExit's code becomes the exit code, as in Python
 
 
-def run_stage(cmd: list[str], cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_stage(cmd: list[str], cwd: Path, env: dict, timeout: float = 300, fault: str | None = None
+              ) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)` for a command
     `[python, stages/NAME.py, ...]`, in a process forked from the preloaded server."""
     assert Path(cmd[0]).name.startswith("python") and cmd[1].endswith(".py"), cmd
     out_dir = Path(tempfile.mkdtemp(prefix="stage-run-"))
     stdout, stderr = out_dir / "stdout", out_dir / "stderr"
-    process = _forkserver().Process(target=_stage_main, args=(cmd[1], cmd[2:], str(cwd), env, str(stdout), str(stderr)))
+    process = _forkserver().Process(target=_stage_main, args=(cmd[1], cmd[2:], str(cwd), env, str(stdout), str(stderr),
+                                                                  fault))
     process.start()
     process.join(timeout)
     if process.exitcode is None:

@@ -42,11 +42,13 @@ RECORDS = ("dvc.lock", "params.yaml")  # what DVC and git record of them
 
 
 def _digests(project: Path) -> dict[str, str]:
-    """sha256 of every file under the outputs (data/: the store, split.csv and anything left beside them)."""
+    """sha256 of every file under the outputs (data/: the store, split.csv and anything left beside
+    them), but a failed train's run in progress (models/in-progress/: not an output, what a rerun
+    with the same params resumes from)."""
     out = {}
     for top in OUTPUTS:
         for path in sorted((project / top).rglob("*")):
-            if path.is_file():
+            if path.is_file() and "in-progress" not in path.relative_to(project).parts:
                 out[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
     for name in RECORDS:
         out[name] = hashlib.sha256((project / name).read_bytes()).hexdigest()
@@ -185,10 +187,29 @@ class Case:
     make: object = None  # (project, bad folder) -> None: writes the bad files
     args: dict = field(default_factory=dict)  # options of the command given other values ("bad/...")
     params_text: str | None = None  # params.yaml replaced by this text
+    fault: str | None = None  # a function of tests/faults.py injected into the command
 
 
 def _src(source, path="bad/in", **data):
     return {"data": {"source": source, "path": path, **data}}
+
+
+def _a_file(p, b):
+    (b / "file").write_text("a file where a folder is expected")
+
+
+def _vqa_json(**vqa):
+    return {"task": "vqa", "data": {"path": "bad/q.json", "root": "bad/images"}, "vqa": {"source": "json", **vqa}}
+
+
+def _vqa_files(entry: dict):
+    """bad/q.json: one good question about bad/images/a.png, then `entry` (entry 1)."""
+    def make(p, b):
+        (b / "images").mkdir()
+        (b / "images" / "a.png").write_bytes(_png())
+        good = {"image": "a.png", "question": "what shape?", "answers": [{"answer": "circle"}]}
+        (b / "q.json").write_text(json.dumps([good, entry]))
+    return make
 
 
 def _evil_pickle(p, b):
@@ -376,11 +397,32 @@ CASES = [
          args={"split": "bad/split.csv"}),
     Case("split-no-split-column", "predict", ["bad/split.csv", "no column 'split'"],
          make=lambda p, b: (b / "split.csv").write_text("index,part\n0,train\n"), args={"split": "bad/split.csv"}),
+    # all or nothing: a stage that fails late publishes none of its outputs (its new ones differ:
+    # epochs 3, image_size 10), and a place it cannot write is one line naming it
+    Case("publish-prepare-metrics-unwritable", "prepare", ["cannot write bad/file/data.json", "last good run"],
+         {"data": {"image_size": 10}}, _a_file, args={"metrics": "bad/file/data.json"}),
+    Case("publish-train-disk-full-at-the-end", "train", ["cannot write metrics/train", "No space left", "last good run"],
+         {"epochs": 3}, fault="disk_full_publishing_curves"),
+    Case("publish-train-models-unwritable", "train", ["cannot write bad/file/models", "bad/file is not a folder"],
+         make=_a_file, args={"models": "bad/file/models"}),
+    Case("publish-train-diverges-in-epoch-2", "train", ["training diverged at epoch 2", "lower lr"], {"epochs": 3},
+         fault="weights_blow_up_in_epoch_2"),
+    Case("publish-train-nan-val-loss-is-never-best", "train", ["training diverged at epoch 2", "val loss nan"],
+         {"epochs": 3}, fault="nan_validation_loss_in_epoch_2"),
+    # a VQA questions file: its bad entries named as questions, an emptied answer list refused
+    Case("vqa-question-empty", "prepare", ["bad question", "bad/q.json entry 1", "no question"],
+         _vqa_json(), _vqa_files({"image": "a.png", "question": " "})),
+    Case("vqa-question-empty-answer-list", "prepare", ["bad question", "bad/q.json entry 1", "answers: an empty list"],
+         _vqa_json(), _vqa_files({"image": "a.png", "question": "what colour?", "answers": []})),
+    Case("vqa-question-image-missing", "prepare", ["bad question", "bad/q.json entry 1", "'b.png' not found"],
+         _vqa_json(), _vqa_files({"image": "b.png", "question": "what colour?"})),
+    # settings that contradict each other
+    Case("contradiction-freeze-norm-from-scratch", "train", ["freeze_norm", "pretrained: false"], {"freeze_norm": True}),
 ]
 
 
 # informational lines a stage may print before it meets the problem (host-dependent): not errors
-HINTS = ("this CPU runs bf16 natively",)
+HINTS = ("this CPU runs bf16 natively", "epoch ")  # "epoch ": train's lines before a late failure
 
 
 def _error_line(proc: subprocess.CompletedProcess) -> str:
@@ -389,7 +431,7 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
     stderr = proc.stderr
     assert proc.returncode == 2, f"exit {proc.returncode}:\n{stderr[-3000:]}"
     assert "Traceback" not in stderr and stderr.endswith("\n"), stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if not line.startswith(HINTS)]
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(HINTS)]
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
     return lines[0]
 
@@ -429,7 +471,7 @@ def _run_case(case: Case, reproduced: Path, base: Path) -> Outcome:
         if case.stage == "dvc repro":
             proc = subprocess.run(["dvc", "repro"], cwd=project, env=run_env(), capture_output=True, text=True, timeout=300)
         else:
-            proc = run_stage(_stage_cmd(project, case.stage, **case.args), project, run_env())
+            proc = run_stage(_stage_cmd(project, case.stage, **case.args), project, run_env(), fault=case.fault)
         params.write_text(original_params)  # the case's params are not an output
     except BaseException as exc:  # noqa: BLE001 -- reported by the case's test
         return Outcome(None, before, {}, False, exc)
@@ -578,7 +620,8 @@ def _train_dir(digits_store, dest: Path) -> tuple[Path, list[str]]:
 class Trial:
     killed: subprocess.CompletedProcess
     last_epoch: int | None  # of models/last.pt after the kill
-    leftovers: list[str]  # temporary files the kill left in models/
+    leftovers: list[str]  # temporary files the kill left in models/in-progress/
+    published: list[str]  # checkpoints and metrics published by the killed run: none
     resumed: subprocess.CompletedProcess
     work: Path
 
@@ -589,11 +632,14 @@ def _trial(digits_store, base: Path, kill_id: str, point: str) -> Trial:
     work, cmd = _train_dir(digits_store, base / kill_id)
     killed = subprocess.run([sys.executable, "-c", KILLER, point, *cmd[1:]], cwd=work, env=run_env(),
                             capture_output=True, text=True, timeout=300)
-    last = work / "models" / "last.pt"
+    last = work / "models" / "in-progress" / "last.pt"
     last_epoch = load_checkpoint(last)["epoch"] if last.exists() else None
-    leftovers = sorted(p.name for p in (work / "models").glob(".*.tmp")) if (work / "models").exists() else []
+    in_progress = work / "models" / "in-progress"
+    leftovers = sorted(p.name for p in in_progress.glob(".*.tmp")) if in_progress.exists() else []
+    published = sorted(p.name for p in (work / "models").glob("*.pt")) + \
+        sorted(p.name for p in (work / "metrics").glob("**/*") if p.is_file())
     resumed = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=300)
-    return Trial(killed, last_epoch, leftovers, resumed, work)
+    return Trial(killed, last_epoch, leftovers, published, resumed, work)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -649,14 +695,15 @@ def test_kill_9_of_train_then_the_rerun_resumes_to_the_same_result(trials, kill_
         assert trial.last_epoch == last_epoch
     if point.startswith("during:"):
         assert trial.leftovers, "the kill left no half-written checkpoint: the fault was not injected"
+    assert not trial.published, f"a killed run published {trial.published}"
     assert trial.resumed.returncode == 0, trial.resumed.stderr[-3000:]
     said = trial.resumed.stdout + trial.resumed.stderr
     if trial.last_epoch:
-        assert f"resuming from models/last.pt at epoch {trial.last_epoch + 1}/3" in said, said[-3000:]
+        assert f"resuming from models/in-progress/last.pt at epoch {trial.last_epoch + 1}/3" in said, said[-3000:]
     else:
         assert "resuming" not in said
     assert sorted(p.name for p in (trial.work / "models").iterdir()) == ["best.pt", "last.pt"], \
-        "the rerun left temporary files or the in-progress curves behind"
+        "the rerun left temporary files or the run in progress behind"
     assert _final_metrics(trial.work) == _final_metrics(reference)
     for name in ("best.pt", "last.pt"):
         assert _weights_of(trial.work / "models" / name) == _weights_of(reference / "models" / name), name

@@ -229,8 +229,8 @@ def test_csv_and_images_outside_the_repo_are_a_dependency_of_prepare(project, tm
 
 
 def test_kill_9_during_dvc_repro_then_repro_resumes(tmp_path):
-    """kill -9 the whole `dvc repro` mid-training; the next `dvc repro` resumes from models/last.pt
-    (persist: true keeps it) and ends with the metrics of an uninterrupted run."""
+    """kill -9 the whole `dvc repro` mid-training; the next `dvc repro` resumes from
+    models/in-progress/last.pt (not a DVC output: dvc leaves it alone) and ends with the metrics of an uninterrupted run."""
     import os
     import signal
     import subprocess
@@ -244,7 +244,7 @@ def test_kill_9_during_dvc_repro_then_repro_resumes(tmp_path):
     run(["dvc", "repro", "split"], project)
     proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=run_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = project / "models" / "last.pt"
+    last = project / "models" / "in-progress" / "last.pt"  # the run's own, published only when it ends
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if last.exists() and load_checkpoint(last)["epoch"] >= 2:
@@ -256,7 +256,7 @@ def test_kill_9_during_dvc_repro_then_repro_resumes(tmp_path):
     assert 2 <= epoch_at_kill < 5, "training finished before it could be killed"
 
     resumed = run(["dvc", "repro"], project)
-    assert f"resuming from models/last.pt at epoch {epoch_at_kill + 1}/5" in resumed.stdout + resumed.stderr
+    assert f"resuming from models/in-progress/last.pt at epoch {epoch_at_kill + 1}/5" in resumed.stdout + resumed.stderr
     assert _ran(resumed.stdout)[0] == "train"
 
     # the same training, uninterrupted, into other directories

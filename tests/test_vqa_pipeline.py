@@ -213,10 +213,10 @@ def test_kill_9_of_a_vqa_train_then_the_rerun_resumes_to_the_same_result(vqa_sto
     killed = subprocess.run([sys.executable, "-c", KILLER, point, *cmd[1:]], cwd=work, env=run_env(),
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert load_checkpoint(work / "models" / "last.pt")["epoch"] == last_epoch
+    assert load_checkpoint(work / "models" / "in-progress" / "last.pt")["epoch"] == last_epoch
     resumed = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming from models/last.pt at epoch {last_epoch + 1}/3" in resumed.stdout + resumed.stderr
+    assert f"resuming from models/in-progress/last.pt at epoch {last_epoch + 1}/3" in resumed.stdout + resumed.stderr
     assert _final(work) == _final(reference)
     best = [load_checkpoint(w / "models" / "best.pt")["vqa"] for w in (work, reference)]
     assert best[0] == best[1]

@@ -24,12 +24,18 @@ def single_command(fn: Callable) -> typer.Typer:
 
 
 def run(app: typer.Typer) -> None:
-    """Run `app`; a VistageError (bad params, bad data, missing input) is one line and exit 2."""
+    """Run `app`; a VistageError (bad params, bad data, missing input) is one line and exit 2.
+
+    The command's outputs are published together when it succeeds, and not at all when it fails
+    (io.publishing): a failed or interrupted stage leaves the last good run's outputs as they were."""
+    from .io import publishing
+
     try:
-        app()
+        with publishing():
+            app()
     except VistageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        print("interrupted: outputs written so far are complete; rerun to resume", file=sys.stderr)
+        print("interrupted: no output was replaced; rerun to resume", file=sys.stderr)
         sys.exit(130)

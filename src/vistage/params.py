@@ -260,6 +260,9 @@ def contradictions(params: Params, where: str | Path) -> list[str]:
     if p.freeze == "backbone" and p.freeze_epochs >= p.epochs:
         errors.append(f"freeze_epochs: {p.freeze_epochs} is not below epochs: {p.epochs}, so the backbone never "
                       "unfreezes (freeze_epochs: 0 is a linear probe)")
+    if p.freeze_norm and p.pretrained is False:
+        errors.append("freeze_norm: true keeps BatchNorm statistics as pretrained, but pretrained: false trains "
+                      "from scratch: they would stay at their initial values (set freeze_norm: false)")
     if p.model == "simple_cnn" and p.drop_path_rate:
         errors.append("drop_path_rate: simple_cnn has no stochastic depth (set drop_path_rate: 0)")
     if errors:

@@ -14,6 +14,11 @@ Resume: `last.pt` holds everything needed to continue (model, optimizer, schedul
 epoch, best metric; checkpoint.py defines its fields). It is resumed only when the params and data it was trained with equal the
 current ones; otherwise training starts fresh, so a checkpoint from another experiment is never
 continued by accident.
+
+All or nothing: while training runs, its checkpoints and curves live in `models/in-progress/`
+(what a rerun resumes from). Only a run that ends well publishes them, together, as
+`models/best.pt`, `models/last.pt` and the live folder (io.publishing); a run that diverges, is
+killed or cannot write leaves the last good run's outputs as they were.
 """
 
 import hashlib
@@ -36,7 +41,7 @@ from .batches import Normalizer, channel_stats
 from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restore_training, save_checkpoint,
                          training_state)
 from .errors import VistageError
-from .io import atomic_dir
+from .io import atomic_dir, atomic_path, check_writable, immediately, publishing, when_published
 from .models import check_input_fits, set_backbone_frozen, train_mode, whiten_first_layer
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
 from .params import Params
@@ -87,9 +92,12 @@ def train(params: Params, paths: TrainPaths) -> dict:
 def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distributed.Dist) -> dict:
     # rank 0 seeds as a single process does; DDP copies rank 0's initial weights to the others
     seed_everything(params.seed + dist.rank, params.deterministic)
+    if dist.is_main:
+        for output in (paths.models / "best.pt", paths.models / "last.pt", _in_progress(paths), paths.live):
+            check_writable(output)  # now, not after the run
     data, fingerprint = _load_data(params, paths, dist)
     c = _build(params, data, device, dist)
-    standing = _resume(paths.models / "last.pt", params, len(data.val_rows), fingerprint, c)
+    standing = _resume(_in_progress(paths) / "last.pt", params, len(data.val_rows), fingerprint, c)
     monitor = standing.monitor
     live = _open_live(paths, standing.epoch) if dist.is_main else None
     summary: dict = {}
@@ -100,6 +108,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
             wrapped = _wrapped_for(epoch, params, data, c, wrapped)
             train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
             validated = _validate(params, data, c) if _validates(params, epoch) else {}
+            _check_finite({**train_metrics, **validated}, epoch, params)
             metrics = {**train_metrics, **validated, "lr": c.schedule.lr, "throughput": throughput}
             c.schedule.step_epoch(metrics.get(monitor))
             improved = _count_epoch(standing, epoch + 1, metrics.get(monitor), params.early_stopping_patience)
@@ -107,7 +116,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
                 for name, value in metrics.items():
                     live.log_metric(name, float(value))
                 live.next_step()
-                _save(paths.models, improved, params, data, fingerprint, c, standing)
+                _save(_in_progress(paths), improved, params, data, fingerprint, c, standing)
             dist.barrier()  # no rank runs ahead of a checkpoint a resume would need
             c.say(_epoch_line(epoch, params.epochs, metrics, improved), soft_wrap=True)
             progress.update(epochs_task, advance=1, info=f"best {monitor} {standing.best_metric:.4f}")
@@ -117,10 +126,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
                 break
     if dist.is_main:
         live.end()
-        _publish_live(paths)
-        best_path = paths.models / "best.pt"
-        if not best_path.exists():  # resumed run whose best came before the interruption and was lost
-            save_checkpoint(best_path, load_checkpoint(paths.models / "last.pt"))
+        _publish(paths)
     result = {**summary, f"best_{monitor.replace('/', '_')}": standing.best_metric}
     result["epochs_trained"] = standing.epoch
     return result
@@ -251,11 +257,16 @@ def _resume(path: Path, params: Params, n_val: int, fingerprint: str, c: Compone
     return standing
 
 
+def _in_progress(paths: TrainPaths) -> Path:
+    """The run under way: its checkpoints and, in live/, its curves (what a rerun resumes from)."""
+    return paths.models / "in-progress"
+
+
 def _staging(paths: TrainPaths) -> Path:
     """Where DVCLive writes while training runs: beside the checkpoints it belongs to, so the
     committed curves in `paths.live` change only when a run ends (a failed or killed one leaves
     them as they were) and a resumed run continues its own."""
-    return paths.models / "live-in-progress"
+    return _in_progress(paths) / "live"
 
 
 def _open_live(paths: TrainPaths, start_epoch: int):
@@ -275,13 +286,22 @@ def _open_live(paths: TrainPaths, start_epoch: int):
     return live
 
 
-def _publish_live(paths: TrainPaths) -> None:
-    """Replace the training metrics and curves with the finished run's, in one rename."""
+def _publish(paths: TrainPaths) -> None:
+    """The finished run's checkpoints and curves replace the published ones, together (with the
+    stage's other outputs when it runs as a command); the run in progress is then done with."""
     import shutil
 
-    with atomic_dir(paths.live) as tmp:
-        shutil.copytree(_staging(paths), tmp, dirs_exist_ok=True)
-    shutil.rmtree(_staging(paths))
+    in_progress = _in_progress(paths)
+    if not (in_progress / "best.pt").exists():  # resumed run whose best came before the interruption and was lost
+        with immediately():
+            save_checkpoint(in_progress / "best.pt", load_checkpoint(in_progress / "last.pt"))
+    with publishing():  # joins the command's; from Python, one of its own
+        for name in ("best.pt", "last.pt"):
+            with atomic_path(paths.models / name) as tmp:
+                shutil.copyfile(in_progress / name, tmp)  # a copy: the run stays resumable until published
+        with atomic_dir(paths.live) as tmp:
+            shutil.copytree(_staging(paths), tmp, dirs_exist_ok=True)
+        when_published(lambda: shutil.rmtree(in_progress, ignore_errors=True))
 
 
 # -- one epoch --------------------------------------------------------------------------------
@@ -417,6 +437,15 @@ def _validate(params: Params, data: TaskTraining, c: Components) -> dict:
     return _broadcast(c, metrics)
 
 
+def _check_finite(validated: dict, epoch: int, params: Params) -> None:
+    """A NaN or infinite validation metric is divergence, never a "best" epoch (NaN's accuracy
+    from argmax can look fine)."""
+    bad = {k: v for k, v in validated.items() if not math.isfinite(v)}
+    if bad:
+        raise VistageError(f"training diverged at epoch {epoch + 1} (" + ", ".join(
+            f"{k.replace('/', ' ')} {v}" for k, v in bad.items()) + f"); lower lr (now {params.lr})")
+
+
 def _broadcast(c: Components, metrics: dict) -> dict:
     """Rank 0's validation metrics on every rank."""
     if c.dist.enabled:
@@ -451,9 +480,10 @@ def _save(models: Path, improved: bool, params: Params, data: TaskTraining, fing
     """last.pt after every epoch, best.pt when the epoch improved the monitored metric."""
     info = ModelInfo(params.training_dict(), data.store.classes, data.store.image_size, c.mean, c.std, params.task)
     state = {**training_state(c, standing, info, fingerprint), **data.checkpoint_extra()}
-    if improved:
-        save_checkpoint(models / "best.pt", state)
-    save_checkpoint(models / "last.pt", state)
+    with immediately():  # what a rerun resumes from, whatever becomes of the run
+        if improved:
+            save_checkpoint(models / "best.pt", state)
+        save_checkpoint(models / "last.pt", state)
 
 
 def _epoch_line(epoch: int, epochs: int, metrics: dict, improved: bool) -> str:

@@ -45,6 +45,9 @@ class ClassifyTraining(TaskTraining):
     def setup(self, params, c) -> None:
         if c.plan.sample:
             self.per_sample = SampleTransformed(self.store.images, self.labels, c.plan.sample)
+        if params.data_on_device and c.device.type == "cpu":  # known only now (device: auto)
+            c.say("warning: params.yaml: data_on_device: true on the CPU only copies the store from its file "
+                  "into memory, which saves no copies per batch; it is meant for a GPU", soft_wrap=True, markup=False)
         if params.data_on_device:
             self.resident = resident_store(self.store.images, self.labels, c.device)
 

@@ -10,6 +10,7 @@ The split assigns questions, grouped by image (data/split.py's grouping): every 
 one image lands in the same split, so no image is seen in training and scored in test.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ...data.split import SPLITS, split_table
-from ...data.store import write_store
+from ...data.store import SHOWN_BAD, write_store
 from ...errors import VistageError
 from .sources import Question, VqaSourceData
 
@@ -44,7 +45,13 @@ def questions_frame(questions: list[Question], row_of: dict[str, int], split_of:
     })
 
 
-def write_vqa_store(out_dir: str | Path, source: VqaSourceData, dp) -> dict:
+def bad_question_error(bad: list[tuple[str, str]], stage: str) -> VistageError:
+    shown = "; ".join(f"{where} ({why})" for where, why in bad[:SHOWN_BAD])
+    return VistageError(f"{stage}: {len(bad)} bad question(s): {shown}{' ...' if len(bad) > SHOWN_BAD else ''} "
+                        "(set data.on_bad_image: skip to leave them out; prepare lists them in its data statistics)")
+
+
+def write_vqa_store(out_dir: str | Path, source: VqaSourceData, dp, stage: str = "prepare") -> dict:
     """Decode the images once and write the questions beside them; the data statistics. A
     question whose image was skipped (data.on_bad_image: skip) is left out with it."""
     stats: dict = {}
@@ -59,6 +66,10 @@ def write_vqa_store(out_dir: str | Path, source: VqaSourceData, dp) -> dict:
         stats["questions_without_image"] = len(source.questions) - len(kept)
         stats["images_without_questions"] = source.unasked
 
+    if source.bad_questions and dp.on_bad_image == "error":
+        raise bad_question_error(source.bad_questions, stage)
+    # skipped: the bad questions are listed with the bad images in the data statistics
+    source = dataclasses.replace(source, bad=[*source.bad, *source.bad_questions])
     image_stats = write_store(out_dir, source, dp.image_size, dp.resize, dp.on_bad_image, dp.workers,
                               extra=write_questions)
     keep = ("images", "image_size", "sizes_seen", "distinct_sizes", "skipped")

@@ -167,6 +167,8 @@ def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path |
 
     if not questions_file.is_file() or questions_file.suffix.lower() not in (".json", ".csv"):
         raise VistageError(f"--input: {questions_file} is not a .json or .csv questions file")
+    if images is not None and not images.exists():  # named as the option, not as params.yaml's data.root
+        raise VistageError(f"--images: {images} does not exist")
     state = _vqa_checkpoint(checkpoint)
     trained_data = state["params"].get("data", {})
     dp = p.data.model_copy(update={"path": str(questions_file), "root": str(images or questions_file.parent),
@@ -176,7 +178,7 @@ def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path |
     source = load_vqa_source(dp, vp)
     with tempfile.TemporaryDirectory(prefix="vistage-predict-") as tmp:
         store = Path(tmp) / "store"
-        write_vqa_store(store, source, dp)
+        write_vqa_store(store, source, dp, stage=f"predict --input {questions_file}")
         questions = load_questions(store)
         split = pd.DataFrame({"index": questions["index"],
                               "split": ["unlabeled" if a == "" else "test" for a in questions["answers"]]})

@@ -3,8 +3,9 @@
 A VQA source is an image source (the same `Sample`s and readers as data/: each image listed
 once, decoded once into the store, however many questions it has) plus a list of `Question`s
 naming their image by its sample id. Entries that cannot be used (malformed, an image that is
-not there, a duplicate id) go to `bad`, like unreadable images: prepare stops on them or skips
-and lists them (`data.on_bad_image`).
+not there, a duplicate id, an empty answer list) go to `bad_questions`, as unreadable images go
+to `bad`: prepare stops on them, naming them as questions, or skips and lists them
+(`data.on_bad_image`).
 
 - `easy-vqa`: the PyPI package's images and questions, its official train and test parts kept.
 - `csv`: a CSV of (image, question, answer[, answer type]), column names in `vqa.*_column`.
@@ -47,6 +48,7 @@ class Question:
 @dataclass
 class VqaSourceData(SourceData):
     questions: list[Question] = field(default_factory=list)
+    bad_questions: list[tuple[str, str]] = field(default_factory=list)  # (entry, what is wrong)
     unasked: int = 0  # images no question asks about: left out (counted in metrics/data.json)
 
 
@@ -121,11 +123,11 @@ def questions_file(dp, vp, suffix: str) -> tuple[str, bytes, Path, str]:
     return f"{path}:{found[0]}", _read_member(path, found[0]), path, posixpath.dirname(found[0])
 
 
-def image_samples(images_at: Path, base: str, questions: list[Question], bad: list, follow_links: bool
-                  ) -> tuple[list[Sample], object, list[Question], int]:
+def image_samples(images_at: Path, base: str, questions: list[Question], bad: list, bad_questions: list,
+                  follow_links: bool) -> tuple[list[Sample], object, list[Question], int]:
     """The images the questions name (in the folder's or archive's order, which an archive
-    reader needs), the reader, the questions whose image is there (the others go to `bad`), and
-    how many images no question names."""
+    reader needs), the reader, the questions whose image is there (the others go to
+    `bad_questions`; refused images to `bad`), and how many images no question names."""
     entries, reader, refused, _ = list_entries(images_at, follow_links)
     bad += refused
     wanted = {posixpath.normpath(posixpath.join(base, q.image)) for q in questions}
@@ -137,14 +139,17 @@ def image_samples(images_at: Path, base: str, questions: list[Question], bad: li
             q.name, q.image = q.image, rel
             kept.append(q)
         else:
-            bad.append((q.where or q.qid, f"image {q.image!r} not found in {images_at}"))
+            bad_questions.append((q.where or q.qid, f"image {q.image!r} not found in {images_at}"))
     return samples, reader, kept, len(entries) - len(samples)
 
 
-def _source(dp, vp, name: str, questions: list[Question], bad: list, images_at: Path, base: str) -> VqaSourceData:
-    samples, reader, kept, unasked = image_samples(images_at, base, questions, bad, dp.follow_links)
-    return VqaSourceData([], samples, reader, f"{name} with images in {images_at}", bad, questions=kept,
-                         unasked=unasked)
+def _source(dp, vp, name: str, questions: list[Question], bad_questions: list, images_at: Path, base: str
+            ) -> VqaSourceData:
+    bad_images: list = []
+    samples, reader, kept, unasked = image_samples(images_at, base, questions, bad_images, bad_questions,
+                                                   dp.follow_links)
+    return VqaSourceData([], samples, reader, f"{name} with images in {images_at}", bad_images, questions=kept,
+                         bad_questions=bad_questions, unasked=unasked)
 
 
 @VQA_SOURCES.register(help="a CSV of (image, question, answer[, answer type]); columns in vqa.*_column")
@@ -187,7 +192,9 @@ def _entry(i: int, entry, where: str) -> tuple[Question | None, str]:
         if not isinstance(answers, list) or not all(isinstance(a, dict) and isinstance(a.get("answer"), str)
                                                     for a in answers):
             return None, "answers: expected a list of {answer, answer_confidence}"
-        answers = [a["answer"] for a in answers] or None
+        if not answers:  # not "unanswered" (that is an entry without answers): a list emptied by mistake
+            return None, "answers: an empty list (leave `answers` out for a question to predict)"
+        answers = [a["answer"] for a in answers]
     answerable = entry.get("answerable")
     if answerable is not None and answerable not in (0, 1):
         return None, f"answerable: expected 0 or 1, got {answerable!r}"
@@ -224,6 +231,6 @@ def json(dp, vp) -> VqaSourceData:
 
 def load_vqa_source(dp, vp) -> VqaSourceData:
     source = VQA_SOURCES.get(vp.source, "vqa.source")(dp, vp)
-    if not source.questions and not source.bad:
+    if not source.questions and not source.bad and not source.bad_questions:
         raise VistageError(f"vqa source {vp.source!r}: no questions found")
     return source
