@@ -48,10 +48,11 @@ def _stage_main(script: str, args: list[str], cwd: str, env: dict, stdout: str, 
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     sys.argv = [script, *args]
     sys.path.insert(0, str(Path(script).resolve().parent))  # as `python stages/NAME.py` puts stages/ first
-    if fault:
+    if fault:  # "name" or "name=argument"
         from . import faults
 
-        getattr(faults, fault)()
+        name, _, argument = fault.partition("=")
+        getattr(faults, name)(*([argument] if argument else []))
     runpy.run_path(script, run_name="__main__")  # SystemExit's code becomes the exit code, as in Python
 
 

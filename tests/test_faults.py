@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import TINY, default_params, merged, run_env
+from .conftest import ROOT, TINY, default_params, merged, run_env
+from .stage_runner import run_stage
 
 
 def _train_cmd(work, **override):
     """A train run on the session's digits store (symlinked), with params `override`."""
     (work / "params.yaml").write_text(yaml.safe_dump(merged(merged(default_params(), TINY), override)))
-    return [sys.executable, "-m", "stages.train", "--params", "params.yaml", "--store", "data/prepared",
+    return [sys.executable, str(ROOT / "stages" / "train.py"), "--params", "params.yaml", "--store", "data/prepared",
             "--split", "data/split.csv", "--models", "models", "--live", "metrics/train"]
 
 
@@ -39,7 +40,7 @@ def work(digits_store, tmp_path):
 def test_ddp_settings_are_checked_before_any_process_starts(work, override, words):
     if override["devices"] == 2 and (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 cores")
-    proc = subprocess.run(_train_cmd(work, **override), cwd=work, env=run_env(), capture_output=True, text=True)
+    proc = run_stage(_train_cmd(work, **override), work, run_env())
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert all(w in proc.stderr for w in words), proc.stderr
     assert "torch.distributed.run" not in proc.stderr and not (work / "models").exists()
@@ -151,11 +152,10 @@ def test_a_bad_checkpoint_is_one_line_and_runs_nothing(tmp_path, content):
 @pytest.mark.slow  # trains a whole epoch first (make test-fast trains only a few steps)
 def test_a_failed_train_leaves_the_committed_metrics_and_checkpoints_byte_identical(work, override, words):
     cmd = _train_cmd(work, epochs=1)
-    subprocess.run(cmd, cwd=work, env=run_env(), check=True, capture_output=True)
+    assert run_stage(cmd, work, run_env()).returncode == 0
     kept = [p for p in [*(work / "metrics").rglob("*"), *(work / "models").rglob("*")] if p.is_file()]
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept}
-    proc = subprocess.run(_train_cmd(work, epochs=1, **override), cwd=work, env=run_env(), capture_output=True,
-                          text=True)
+    proc = run_stage(_train_cmd(work, epochs=1, **override), work, run_env())
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert all(w in proc.stderr for w in words), proc.stderr
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept if p.exists()} == before

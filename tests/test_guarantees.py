@@ -56,12 +56,16 @@ def _digests(project: Path) -> dict[str, str]:
 
 
 def _stage_cmd(project: Path, stage: str, **replace) -> list[str]:
-    """The stage's command from dvc.yaml, with some options given other values."""
+    """The stage's command from dvc.yaml, with some options given other values (or added)."""
     cmd = shlex.split(yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]["cmd"])
     assert cmd[0] == "python"
     cmd[0] = sys.executable
     for option, value in replace.items():
-        cmd[cmd.index("--" + option.replace("_", "-")) + 1] = str(value)
+        flag = "--" + option.replace("_", "-")
+        if flag in cmd:
+            cmd[cmd.index(flag) + 1] = str(value)
+        else:  # an option dvc.yaml does not give (predict --input ...)
+            cmd += [flag, str(value)]
     return cmd
 
 
@@ -414,6 +418,10 @@ CASES = [
          _vqa_json(), _vqa_files({"image": "a.png", "question": " "})),
     Case("vqa-question-empty-answer-list", "prepare", ["bad question", "bad/q.json entry 1", "answers: an empty list"],
          _vqa_json(), _vqa_files({"image": "a.png", "question": "what colour?", "answers": []})),
+    Case("checkpoint-of-the-other-task", "predict", ["models/best.pt", "task: classify", "says task: vqa"],
+         {"task": "vqa"}),
+    Case("vqa-predict-images-option-missing", "predict", ["--images", "bad/none", "does not exist"], {"task": "vqa"},
+         _vqa_files({"image": "a.png", "question": "what colour?"}), args={"input": "bad/q.json", "images": "bad/none"}),
     Case("vqa-question-image-missing", "prepare", ["bad question", "bad/q.json entry 1", "'b.png' not found"],
          _vqa_json(), _vqa_files({"image": "b.png", "question": "what colour?"})),
     # settings that contradict each other
@@ -527,72 +535,16 @@ def test_the_table_covers_every_category():
     for case in CASES:
         kinds[case.id.split("-")[0]] = kinds.get(case.id.split("-")[0], 0) + 1
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
-    assert {"params", "keyword", "folder", "tar", "zip", "csv", "cifar", "checkpoint", "weights", "predict"} <= set(kinds)
+    assert {"params", "keyword", "folder", "tar", "zip", "csv", "cifar", "checkpoint", "weights", "predict",
+            "publish", "vqa", "contradiction"} <= set(kinds)
 
 
 # -- kill -9 of train at five points, then the plain command resumes -----------------------------
 
 KILL_PARAMS = {"epochs": 3, "max_steps_per_epoch": 6}  # 6 optimisation steps an epoch: seconds a run
 
-# Runs stages/train.py with one fault injected (no product code changed): at the point argv[1]
-# names, the process kills itself with SIGKILL, as `kill -9` or the OOM killer would.
-KILLER = r"""
-import io, os, runpy, signal, sys
-import torch
-import vistage.training as T
-
-point, script, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-kind, _, arg = point.partition(":")
-calls = {}
-
-def die():
-    sys.stdout.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
-
-def nth(key):
-    calls[key] = calls.get(key, 0) + 1
-    return calls[key]
-
-def die_on_call(attr, n):
-    real = getattr(T, attr)
-    def patched(*a, **k):
-        if nth(attr) == n:
-            die()
-        return real(*a, **k)
-    setattr(T, attr, patched)
-
-if kind == "step":  # before optimisation step N of the run
-    die_on_call("_optimizer_step", int(arg))
-elif kind == "validate":  # during the validation of epoch N
-    die_on_call("_validate", int(arg))
-elif kind == "after":  # right after NAME is written for epoch E or later
-    name, epoch = arg.split("@")
-    real_save = T.save_checkpoint
-    def save_checkpoint(path, state):
-        real_save(path, state)
-        if os.path.basename(path) == name and state["epoch"] >= int(epoch):
-            die()
-    T.save_checkpoint = save_checkpoint
-elif kind == "during":  # half-way through writing NAME for epoch E: half the bytes on disk
-    name, epoch = arg.split("@")
-    real_torch_save = torch.save
-    def save(obj, f, *a, **k):
-        if isinstance(obj, dict) and obj.get("epoch") == int(epoch) and \
-                os.path.basename(str(f)).startswith("." + name + "."):
-            buf = io.BytesIO()
-            real_torch_save(obj, buf, *a, **k)
-            with open(f, "wb") as out:
-                out.write(buf.getvalue()[: len(buf.getvalue()) // 2])
-                out.flush()
-                os.fsync(out.fileno())
-            die()
-        return real_torch_save(obj, f, *a, **k)
-    torch.save = save
-else:
-    raise SystemExit(f"unknown point {point}")
-sys.argv = [script, *args]
-runpy.run_path(script, run_name="__main__")
-"""
+# Each trial runs stages/train.py with one fault injected (no product code changed): at the point
+# tests/faults.py's kill_at names, the process kills itself with SIGKILL.
 
 # (id, where the kill happens, the epoch last.pt holds after the kill: the resume starts after it)
 KILLS = [
@@ -630,15 +582,14 @@ def _trial(digits_store, base: Path, kill_id: str, point: str) -> Trial:
     from vistage.checkpoint import load_checkpoint
 
     work, cmd = _train_dir(digits_store, base / kill_id)
-    killed = subprocess.run([sys.executable, "-c", KILLER, point, *cmd[1:]], cwd=work, env=run_env(),
-                            capture_output=True, text=True, timeout=300)
+    killed = run_stage(cmd, work, run_env(), fault=f"kill_at={point}")
     last = work / "models" / "in-progress" / "last.pt"
     last_epoch = load_checkpoint(last)["epoch"] if last.exists() else None
     in_progress = work / "models" / "in-progress"
     leftovers = sorted(p.name for p in in_progress.glob(".*.tmp")) if in_progress.exists() else []
     published = sorted(p.name for p in (work / "models").glob("*.pt")) + \
         sorted(p.name for p in (work / "metrics").glob("**/*") if p.is_file())
-    resumed = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=300)
+    resumed = run_stage(cmd, work, run_env())
     return Trial(killed, last_epoch, leftovers, published, resumed, work)
 
 
@@ -655,7 +606,7 @@ def trials(request, digits_store, tmp_path_factory):
 
     def reference():
         work, cmd = _train_dir(digits_store, base / "reference")
-        return subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=300)
+        return run_stage(cmd, work, run_env())
 
     with ThreadPoolExecutor(2) as pool:
         jobs = {"reference": pool.submit(reference)}

@@ -62,13 +62,24 @@ def test_interrupted_training_resumes_to_the_same_result(digits_store, tmp_path,
     assert len(logged) == 1 + 3  # the curve continues instead of restarting
 
 
-def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsys):
+def test_checkpoint_of_other_params_is_not_resumed(digits_store, tmp_path, capsys, monkeypatch):
     paths = train_paths(digits_store, tmp_path)
-    train(tiny_params(epochs=1, max_steps_per_epoch=2), paths)
-    first = load_checkpoint(paths.models / "last.pt")
+    real_save = training.save_checkpoint
+
+    def save_then_die(path, state):  # a run interrupted after its first epoch, its last.pt in progress
+        real_save(path, state)
+        if path.name == "last.pt":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_params(epochs=2, max_steps_per_epoch=2), paths)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    first = load_checkpoint(paths.models / "in-progress" / "last.pt")
+    assert not (paths.models / "last.pt").exists()  # nothing published by the interrupted run
     train(tiny_params(epochs=2, lr=0.01, max_steps_per_epoch=2), paths)
     out = capsys.readouterr().err
-    assert "trained with other params; starting fresh" in out
+    assert "in-progress/last.pt: trained with other params; starting fresh" in out
     assert load_checkpoint(paths.models / "last.pt")["params"]["lr"] == 0.01
     assert first["params"]["lr"] != 0.01
 

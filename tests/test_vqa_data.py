@@ -135,7 +135,7 @@ def test_csv_errors_are_one_line(tmp_path):
     tar = daquar_like(tmp_path / "daquar.tar", [("images/image0.png", "q", "a"), ("images/nope.png", "q", "a"),
                                                  ("images/image1.png", "q", "")])
     dp = DataParams(path=str(tar), workers=1, image_size=8)
-    with pytest.raises(VistageError, match=r"2 bad image\(s\): .*qa.csv row 3 \(image 'images/nope.png' not found"):
+    with pytest.raises(VistageError, match=r"2 bad question\(s\): .*qa.csv row 3 \(image 'images/nope.png' not found"):
         prepare(tmp_path, dp, VqaParams(source="csv", questions_file="qa.csv"))
     with pytest.raises(VistageError, match="vqa.questions_file: 'answers.csv' not found in"):
         load_vqa_source(dp, VqaParams(source="csv", questions_file="answers.csv"))

@@ -196,7 +196,10 @@ def _final(work: Path) -> dict:
 def uninterrupted_vqa_train(vqa_store, tmp_path_factory) -> Path:
     """The train stage run through without a kill: what each killed and resumed run must equal."""
     reference, cmd = _vqa_train_dir(vqa_store, tmp_path_factory.mktemp("vqa-reference"))
-    subprocess.run(cmd, cwd=reference, env=run_env(), check=True, capture_output=True, timeout=600)
+    from .stage_runner import run_stage
+
+    proc = run_stage(cmd, reference, run_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return reference
 
 
@@ -206,15 +209,14 @@ def test_kill_9_of_a_vqa_train_then_the_rerun_resumes_to_the_same_result(vqa_sto
                                                                          tmp_path, point, last_epoch):
     from vistage.checkpoint import load_checkpoint
 
-    from .test_guarantees import KILLER
+    from .stage_runner import run_stage
 
     reference = uninterrupted_vqa_train
     work, cmd = _vqa_train_dir(vqa_store, tmp_path / "killed")
-    killed = subprocess.run([sys.executable, "-c", KILLER, point, *cmd[1:]], cwd=work, env=run_env(),
-                            capture_output=True, text=True, timeout=600)
+    killed = run_stage(cmd, work, run_env(), timeout=600, fault=f"kill_at={point}")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert load_checkpoint(work / "models" / "in-progress" / "last.pt")["epoch"] == last_epoch
-    resumed = subprocess.run(cmd, cwd=work, env=run_env(), capture_output=True, text=True, timeout=600)
+    resumed = run_stage(cmd, work, run_env(), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from models/in-progress/last.pt at epoch {last_epoch + 1}/3" in resumed.stdout + resumed.stderr
     assert _final(work) == _final(reference)
@@ -347,7 +349,7 @@ def test_predict_input_takes_a_test_json_without_answers(trained, tmp_path):
     (test / "test.json").write_text(json.dumps(entries))
     args = dict(params=trained / "params.yaml", checkpoint=trained / "models" / "best.pt", out=tmp_path / "p.csv",
                 input=test / "test.json", images=test / "pics", submission_json=tmp_path / "submission.json")
-    with pytest.raises(VistageError, match=r"1 bad image\(s\): .*test.json entry 3 \(image 'VizWiz_test_9.png' not"):
+    with pytest.raises(VistageError, match=r"1 bad question\(s\): .*test.json entry 3 \(image 'VizWiz_test_9.png' not"):
         predict(**args)
     entries.pop()
     (test / "test.json").write_text(json.dumps(entries))

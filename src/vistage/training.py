@@ -249,7 +249,7 @@ def _resume(path: Path, params: Params, n_val: int, fingerprint: str, c: Compone
     monitor = "val/acc" if n_val else "train/acc"
     state, why_not = resumable(path, params.training_dict(), fingerprint, params.epochs)
     if why_not:
-        console.print(f"[yellow]{path}: {why_not}; starting fresh[/]")
+        console.print(f"[yellow]{path}: {why_not}; starting fresh[/]", soft_wrap=True)
     if state is None:
         return Standing(monitor)
     standing = restore_training(state, c, monitor)

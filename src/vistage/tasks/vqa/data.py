@@ -12,6 +12,7 @@ one image lands in the same split, so no image is seen in training and scored in
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,12 @@ def questions_frame(questions: list[Question], row_of: dict[str, int], split_of:
 
 
 def bad_question_error(bad: list[tuple[str, str]], stage: str) -> VistageError:
-    shown = "; ".join(f"{where} ({why})" for where, why in bad[:SHOWN_BAD])
+    """`prepare: 2 bad question(s): q.json entry 3 (no question); ...`, in the file's order."""
+    in_order = sorted(bad, key=lambda b: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", b[0])])
+    shown = "; ".join(f"{where} ({why})" for where, why in in_order[:SHOWN_BAD])
+    listed = "; prepare lists them in its data statistics" if stage == "prepare" else ""
     return VistageError(f"{stage}: {len(bad)} bad question(s): {shown}{' ...' if len(bad) > SHOWN_BAD else ''} "
-                        "(set data.on_bad_image: skip to leave them out; prepare lists them in its data statistics)")
+                        f"(set data.on_bad_image: skip to leave them out{listed})")
 
 
 def write_vqa_store(out_dir: str | Path, source: VqaSourceData, dp, stage: str = "prepare") -> dict:
