@@ -35,7 +35,9 @@ PROBE = """<script>
   };
   window.addEventListener("load", function () {
     setTimeout(function () {
-      var report = {errors: errors, counts: {}, sorted: null,
+      // title, __pwned and the text: what a payload in the page's text would have changed or hidden
+      var report = {errors: errors, counts: {}, sorted: null, title: document.title, text: document.body.innerText,
+        pwned: window.__pwned === undefined ? null : String(window.__pwned),
         images: Array.prototype.map.call(document.images, function (img) {
           return {alt: img.alt, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight};
         })};
@@ -97,7 +99,8 @@ def _run(chromium: str, args: list[str], profile: Path) -> subprocess.CompletedP
 
 def probe_page(chromium: str, page: Path, work: Path, selectors: tuple[str, ...] = (), wait_ms: int = 300) -> dict:
     """Load a probed copy of `page` (beside it, so relative links still work) and return what the
-    probe saw: errors, images (decoded sizes), counts of `selectors`, the sort clicks."""
+    probe saw: errors, images (decoded sizes), counts of `selectors`, the sort clicks, the title,
+    the text shown (innerText) and window.__pwned (null unless a script set it)."""
     text = page.read_text(encoding="utf-8")
     probe = PROBE.replace("SELECTORS", json.dumps(list(selectors))).replace("WAIT_MS", str(wait_ms))
     probed = page.with_name(f".probed-{page.name}")

@@ -1,6 +1,7 @@
 """Generated inputs of the report stage, at any number of classes and test images, in a second:
 no training, random predictions that are right most of the time and otherwise confuse each class
-mostly with its neighbour (as real models confuse similar classes)."""
+mostly with its neighbour (as real models confuse similar classes). And the inputs of task: vqa's
+report, from given questions and answers, each answered wrong."""
 
 import json
 from pathlib import Path
@@ -15,6 +16,7 @@ from vistage.reporting.sections import ReportInputs
 from vistage.tasks import create_task
 
 CLASSIFY = create_task("classify").report_layout(Params())  # the classification page
+VQA = create_task("vqa").report_layout(Params())
 
 
 def class_names(n: int) -> list[str]:
@@ -22,13 +24,13 @@ def class_names(n: int) -> list[str]:
     return [f"{words[i % len(words)]}_{i:03d}" if n > 10 else str(i) for i in range(n)]
 
 
-def _predictions(n_classes: int, n_test: int, rng: np.random.Generator) -> pd.DataFrame:
+def _predictions(n_classes: int, n_test: int, rng: np.random.Generator, id_prefix: str) -> pd.DataFrame:
     labels = rng.integers(0, n_classes, n_test)
     right = rng.random(n_test) < 0.8
     neighbour = (labels + rng.choice([1, 1, 1, 2], n_test)) % n_classes
     predicted = np.where(right, labels, neighbour)
     confidence = np.where(right, rng.beta(8, 2, n_test), rng.beta(4, 3, n_test)).round(5)
-    return pd.DataFrame({"index": np.arange(n_test), "id": [f"img{i:05d}" for i in range(n_test)],
+    return pd.DataFrame({"index": np.arange(n_test), "id": [f"{id_prefix}{i:05d}" for i in range(n_test)],
                          "label": labels, "predicted": predicted, "confidence": confidence, "correct": right})
 
 
@@ -93,18 +95,25 @@ def _write_gradcam(folder: Path, pred: pd.DataFrame, names: list[str], rng, per_
         folder / "index.csv", index=False)
 
 
-def write_report_inputs(root: Path, n_classes: int, n_test: int, seed: int = 0, optional: bool = True) -> ReportInputs:
-    """Every input of the report under `root` (the optional ones too unless `optional` is False)."""
-    rng = np.random.default_rng(seed)
-    names = class_names(n_classes)
-    pred = _predictions(n_classes, n_test, rng)
-    store, metrics = root / "data" / "prepared", root / "metrics"
+def _write_store(store: Path, classes: list[str], n_images: int, rng: np.random.Generator) -> None:
+    """Class names and 16x16 gradient images."""
     store.mkdir(parents=True)
-    (metrics / "train").mkdir(parents=True)
-    (store / "classes.json").write_text(json.dumps({"classes": names}))
-    images = (rng.integers(0, 255, (n_test, 1, 1, 3)) * np.linspace(0.3, 1, 16)[None, :, None, None]
+    (store / "classes.json").write_text(json.dumps({"classes": classes}))
+    images = (rng.integers(0, 255, (n_images, 1, 1, 3)) * np.linspace(0.3, 1, 16)[None, :, None, None]
               * np.ones((1, 1, 16, 1))).astype(np.uint8)
     np.save(store / "images.npy", images)
+
+
+def write_report_inputs(root: Path, n_classes: int, n_test: int, seed: int = 0, optional: bool = True,
+                        names: list[str] | None = None, id_prefix: str = "img") -> ReportInputs:
+    """Every input of the report under `root` (the optional ones too unless `optional` is False);
+    the class names generated unless given, the image ids `id_prefix` and a number."""
+    rng = np.random.default_rng(seed)
+    names = names or class_names(n_classes)
+    pred = _predictions(n_classes, n_test, rng, id_prefix)
+    store, metrics = root / "data" / "prepared", root / "metrics"
+    _write_store(store, names, n_test, rng)
+    (metrics / "train").mkdir(parents=True)
     (root / "reports").mkdir()
     pred.assign(label=[names[i] for i in pred["label"]], predicted=[names[i] for i in pred["predicted"]]).to_csv(
         root / "reports" / "predictions.csv", index=False)
@@ -125,3 +134,28 @@ def write_report_inputs(root: Path, n_classes: int, n_test: int, seed: int = 0, 
         inputs.calibration, inputs.confusion_pairs = metrics / "calibration.csv", metrics / "confusion_pairs.csv"
         inputs.cost, inputs.gradcam = metrics / "cost.json", root / "reports" / "gradcam"
     return inputs
+
+
+def write_vqa_report_inputs(root: Path, questions: list[str], answers: list[str], answer_type: str = "yes/no",
+                            seed: int = 0) -> ReportInputs:
+    """task: vqa's report inputs: question i about image i, expected answers[i], answered
+    answers[i + 1] (all wrong, so every question and answer is in the gallery); the answer type
+    names a row of the metrics."""
+    rng = np.random.default_rng(seed)
+    n = len(questions)
+    store, metrics, reports = root / "data" / "prepared", root / "metrics", root / "reports"
+    _write_store(store, sorted(set(answers)), n, rng)
+    (metrics / "train").mkdir(parents=True)
+    reports.mkdir()
+    given = [answers[(i + 1) % len(answers)] for i in range(n)]
+    pd.DataFrame({"question": questions, "answer": given, "confidence": np.linspace(0.9, 0.5, n).round(4),
+                  "expected": answers[:n], "score": 0.0, "image_index": np.arange(n)}).to_csv(
+        reports / "predictions.csv", index=False)
+    pd.DataFrame({"actual": answers[:n], "predicted": given}).to_csv(metrics / "confusion.csv", index=False)
+    pd.DataFrame({"class": sorted(set(answers[:n])), "precision": 0.0, "recall": 0.0, "f1": 0.0,
+                  "support": 1}).to_csv(metrics / "per_class.csv", index=False)
+    scores = {"questions": n, "vqa_accuracy": 0.0, "accuracy": 0.0, "per_answer_type": {answer_type: 0.0}}
+    (metrics / "eval.json").write_text(json.dumps({"test": scores}, indent=2))
+    _write_live(metrics / "train")
+    return ReportInputs(metrics / "eval.json", metrics / "train", metrics / "per_class.csv", metrics / "confusion.csv",
+                        reports / "predictions.csv", store)

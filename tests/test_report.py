@@ -1,10 +1,12 @@
 """The report from generated inputs (no training): sections, the markdown and its files, the
 confusion matrix as a table or an image by class count, the per-class order, the change of the
-metrics against a git revision, and the offline `dvc plots` page template."""
+metrics against a git revision (or why a baseline run of another data set or task is not comparable),
+and the offline `dvc plots` page template."""
 
 import html
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +18,12 @@ from vistage.reporting.sections import build_report, write_report
 from vistage.reporting.blocks import Change, Table
 
 from .conftest import ROOT, run_env
-from .report_data import CLASSIFY, write_report_inputs
+from .report_data import CLASSIFY, VQA, write_report_inputs, write_vqa_report_inputs
 
 
-def _write(tmp_path: Path, inputs) -> tuple[str, str, Path]:
+def _write(tmp_path: Path, inputs, layout=CLASSIFY) -> tuple[str, str, Path]:
     reports = tmp_path / "reports"
-    write_report(build_report(Params(), inputs, CLASSIFY), reports / "index.html", reports / "report.md", reports / "report_files")
+    write_report(build_report(Params(), inputs, layout), reports / "index.html", reports / "report.md", reports / "report_files")
     return (reports / "index.html").read_text(), (reports / "report.md").read_text(), reports
 
 
@@ -128,6 +130,60 @@ def test_change_against_the_last_commit_and_other_revisions(tmp_path):
 def test_change_outside_git_says_so(tmp_path):
     page, md, _ = _write(tmp_path, write_report_inputs(tmp_path, n_classes=10, n_test=100))
     assert "is not in a git repository" in _section(page, "Change") and "is not in a git repository" in md
+
+
+def _commit_as_baseline(root: Path, inputs, baseline) -> None:
+    """Commit `baseline`'s metrics and per-class table in the place of `inputs`' (left as they were)."""
+    kept = {path: path.read_bytes() for path in (inputs.metrics, inputs.per_class)}
+    shutil.copy(baseline.metrics, inputs.metrics)
+    shutil.copy(baseline.per_class, inputs.per_class)
+    _git(root, "init", "-q")
+    _git(root, "add", "metrics/eval.json", "metrics/per_class.csv")
+    _git(root, "commit", "-qm", "the baseline run")
+    for path, data in kept.items():
+        path.write_bytes(data)
+
+
+def _change(root: Path, inputs, layout=CLASSIFY) -> tuple[str, str]:
+    """The change section: the page's as its text, the markdown's."""
+    page, md, _ = _write(root, inputs, layout)
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", _section(page, "Change")))
+    return text, md.split("## Change\n")[1].split("\n## ")[0]
+
+
+@pytest.mark.parametrize(("now", "then", "why"), [
+    ((3, 100), (10, 100), "other classes (3 now, 10 then)"),
+    ((10, 100), (10, 300), "other split sizes (test: 100 images now, 300 then; val: 50 images now, 150 then)"),
+])
+def test_change_against_another_data_set_is_not_comparable(tmp_path, now, then, why):
+    inputs = write_report_inputs(tmp_path / "now", *now)
+    _commit_as_baseline(tmp_path / "now", inputs, write_report_inputs(tmp_path / "then", *then, seed=1))
+    page, md = _change(tmp_path / "now", inputs)
+    for text in (page, md):
+        assert "Not comparable with HEAD (" in text and "the baseline run" in text and why in text, text
+        assert "✓" not in text and "✗" not in text and "|" not in text  # one line, no table
+    assert md.strip().count("\n") == 0
+
+
+def test_change_against_the_other_task_is_not_comparable(tmp_path):
+    inputs = write_vqa_report_inputs(tmp_path / "now", ["what is it?", "is it red?"], ["circle", "yes"])
+    _commit_as_baseline(tmp_path / "now", inputs, write_report_inputs(tmp_path / "then", 10, 100))
+    page, md = _change(tmp_path / "now", inputs, VQA)
+    assert "another task (vqa now, classify then)" in page and "another task (vqa now, classify then)" in md
+    assert "✗" not in page + md
+
+
+def test_change_against_the_same_data_set_shows_each_change(tmp_path):
+    """The same classes and split sizes, other predictions (another seed): a table of changes."""
+    inputs = write_report_inputs(tmp_path / "now", 10, 100)
+    _commit_as_baseline(tmp_path / "now", inputs, write_report_inputs(tmp_path / "then", 10, 100, seed=1))
+    page, md = _change(tmp_path / "now", inputs)
+    assert "Against HEAD (" in page and "Not comparable" not in page + md
+    scores = {name: json.loads(path.read_text())["test"]["accuracy"]
+              for name, path in (("now", inputs.metrics), ("then", tmp_path / "then" / "metrics" / "eval.json"))}
+    assert scores["now"] != scores["then"]
+    mark = "✓" if scores["now"] > scores["then"] else "✗"
+    assert f"{scores['now'] - scores['then']:+.4f} {mark}" in page and mark in md
 
 
 def test_the_stage_writes_both_reports_with_a_baseline_from_the_command_line(tmp_path):

@@ -1,6 +1,10 @@
 """The report's content, independent of its format: a list of sections made of a few kinds of
 block. `html.py` and `markdown.py` each render the same Report, so the page and the pull-request
-markdown never disagree."""
+markdown never disagree.
+
+Every string in a block is plain text, however it was made (names, questions and answers from the
+data, sentences of our own around them): the renderers escape it as they write it (escape.py). The one
+exception is Figure.svg, markup that charts.py draws (and escapes the labels of) itself."""
 
 import re
 from dataclasses import dataclass, field

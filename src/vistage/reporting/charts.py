@@ -1,12 +1,13 @@
 """Charts without a plotting library: inline SVG line charts (learning curves, the reliability
 diagram) and a PNG heatmap for confusion matrices too large for a table."""
 
-import html
 import io
 import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .escape import html_text
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
 Series = dict[str, tuple[list, list]]
@@ -45,13 +46,13 @@ def line_chart(title: str, series: Series, width: int = 350, height: int = 240, 
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11" '
              f'font-family="sans-serif">',
-             f'<text x="{left}" y="15" font-weight="bold">{html.escape(title)}</text>',
+             f'<text x="{left}" y="15" font-weight="bold">{html_text(title)}</text>',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>']
     for frac in (0, 0.5, 1):
         y = y0 + frac * (y1 - y0)
         parts.append(f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
     parts.append(f'<text x="{left}" y="{height - 10}">{x0:g}</text>'
-                 f'<text x="{left + pw}" y="{height - 10}" text-anchor="end">{x1:g} ({html.escape(x_label)})</text>')
+                 f'<text x="{left + pw}" y="{height - 10}" text-anchor="end">{x1:g} ({html_text(x_label)})</text>')
     for i, (name, (x, y)) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         pts = [(px(a), py(b)) for a, b in zip(x, y)]
@@ -61,11 +62,11 @@ def line_chart(title: str, series: Series, width: int = 350, height: int = 240, 
         if markers and name not in dashed:
             parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"/>' for a, b in pts]
         if legend_left:  # inside the plot, top left
-            parts.append(f'<text x="{left + 5}" y="{top + 14 + 13 * i}" fill="{color}">{html.escape(name)}</text>')
+            parts.append(f'<text x="{left + 5}" y="{top + 14 + 13 * i}" fill="{color}">{html_text(name)}</text>')
         else:  # on the title's line, right-aligned, clear of the lines
             after = sum(len(n) * 6.5 + 12 for n in list(series)[i + 1:])
             parts.append(f'<text x="{left + pw - after:.1f}" y="15" text-anchor="end" fill="{color}">'
-                         f'{html.escape(name)}</text>')
+                         f'{html_text(name)}</text>')
     return "".join(parts) + "</svg>"
 
 

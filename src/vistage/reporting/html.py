@@ -1,12 +1,13 @@
 """A Report as one self-contained HTML page: images inlined (SVG markup, PNG as data URIs), the
-style and the table-sorting script inline, nothing loaded from anywhere else."""
+style and the table-sorting script inline, nothing loaded from anywhere else. Every piece of text,
+in content and in attributes, goes through escape.py's html_text (`_e`)."""
 
 import base64
-import html
 
 import numpy as np
 
 from .blocks import Card, Change, ConfusionGrid, Figure, Gallery, Report, Section, Table, Text, fmt, numeric
+from .escape import html_text as _e
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -44,10 +45,6 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   });
 });
 """
-
-
-def _e(value) -> str:
-    return html.escape(str(value))
 
 
 def _cell(value, first: bool) -> str:
@@ -129,11 +126,11 @@ def _section(section: Section) -> str:
             figures = []
         if block is not None:
             out.append(block_html(block))
-    return f'<h2 id="{section.anchor}">{_e(section.title)}</h2>' + "".join(out)
+    return f'<h2 id="{_e(section.anchor)}">{_e(section.title)}</h2>' + "".join(out)
 
 
 def render_html(report: Report) -> str:
-    nav = "<nav>" + "".join(f'<a href="#{s.anchor}">{_e(s.title)}</a>' for s in report.sections) + "</nav>"
+    nav = "<nav>" + "".join(f'<a href="#{_e(s.anchor)}">{_e(s.title)}</a>' for s in report.sections) + "</nav>"
     body = "".join(_section(s) for s in report.sections)
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{_e(report.title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{_e(report.title)}</h1>"

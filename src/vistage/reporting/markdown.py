@@ -1,7 +1,9 @@
 """A Report as GitHub-flavoured markdown for pull requests, its images written as files beside it
-(`report_files/NAME.svg|png`, linked relatively): the same content as the HTML page."""
+(`report_files/NAME.svg|png`, linked relatively): the same content as the HTML page. Every piece of
+text goes through escape.py, so that names and questions show as written wherever it is rendered."""
 
 from .blocks import Card, Change, ConfusionGrid, Figure, Gallery, Report, Section, Table, Text, fmt, numeric
+from .escape import html_text, link_target, markdown_paragraph, markdown_text
 
 CARDS_PER_ROW = 6
 
@@ -10,7 +12,7 @@ def _cell(value) -> str:
     text = fmt(value)
     if isinstance(value, Change) and value.delta and value.better is not None:
         text += " ✓" if value.better else " ✗"
-    return text.replace("|", "\\|").replace("\n", " ")
+    return markdown_text(text)
 
 
 def _align(rows: list[list], column: int) -> str:
@@ -50,14 +52,16 @@ def _figure(fig: Figure, files: Files) -> str:
     else:
         path = files.add(f"{fig.name}.png", fig.png)
     width = f' width="{fig.width}"' if fig.width else ""
-    caption = f"\n\n_{fig.caption}_" if fig.caption else ""
-    return f'<img src="{path}" alt="{fig.name}"{width}>{caption}'
+    caption = f"\n\n_{markdown_paragraph(fig.caption)}_" if fig.caption else ""
+    return f'<img src="{html_text(link_target(path))}" alt="{html_text(fig.name)}"{width}>{caption}'
 
 
 def _card(card: Card, path: str | None) -> str:
-    img = f'<img src="{path}" height="72"><br>' if path else ""  # a height: Grad-CAM images are wide
-    return _cell(f"{img}{card.id}<br>true **{card.actual}**<br>predicted **{card.predicted}**<br>"
-                 f"confidence {card.confidence:.2f}" + (f"<br>{card.note}" if card.note else ""))
+    """One table cell: the image (a height: Grad-CAM images are wide) and its lines, the text escaped."""
+    img = f'<img src="{html_text(link_target(path))}" height="72"><br>' if path else ""
+    lines = [markdown_text(card.id), f"true **{markdown_text(card.actual)}**",
+             f"predicted **{markdown_text(card.predicted)}**", f"confidence {card.confidence:.2f}"]
+    return img + "<br>".join(lines + ([markdown_text(card.note)] if card.note else []))
 
 
 def _gallery(gallery: Gallery, files: Files) -> str:
@@ -78,7 +82,7 @@ def _confusion_grid(grid: ConfusionGrid) -> str:
 
 def _block(block, files: Files) -> str:
     if isinstance(block, Text):
-        return f"_{block.text}_" if block.note else block.text
+        return f"_{markdown_paragraph(block.text)}_" if block.note else markdown_paragraph(block.text)
     if isinstance(block, Table):
         return _table(block)
     if isinstance(block, Figure):
@@ -91,7 +95,7 @@ def _block(block, files: Files) -> str:
 
 
 def _section(section: Section, files: Files) -> str:
-    parts, previous = [f"## {section.title}"], None
+    parts, previous = [f"## {markdown_text(section.title)}"], None
     for block in section.blocks:
         text = _block(block, files)
         side_by_side = all(isinstance(b, Figure) and not b.caption for b in (block, previous))
@@ -106,5 +110,6 @@ def _section(section: Section, files: Files) -> str:
 def render_markdown(report: Report, folder: str) -> tuple[str, dict[str, bytes]]:
     """The markdown text, and the files it links to (`folder/NAME`, relative to the markdown)."""
     files = Files(folder)
-    parts = [f"# {report.title}", report.subtitle] + [_section(s, files) for s in report.sections]
+    parts = [f"# {markdown_text(report.title)}", markdown_paragraph(report.subtitle)]
+    parts += [_section(s, files) for s in report.sections]
     return "\n\n".join(parts) + "\n", files.files

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..errors import VistageError
 from ..io import atomic_dir, write_text
-from .baseline import better, committed_metrics
+from .baseline import better, not_comparable, read_baseline
 from .blocks import Change, Figure, Report, Section, Table, Text
 from .charts import line_chart
 from .html import render_html
@@ -87,24 +87,42 @@ def metrics_section(params, inputs: ReportInputs) -> Section:
     return Section("Test metrics", [Table(["metric", *splits], rows)])
 
 
-def change_section(params, inputs: ReportInputs) -> Section:
-    """Every headline metric now, at the baseline revision, and the change."""
-    base, named = committed_metrics(inputs.metrics, inputs.baseline)
-    if base is None:
-        return Section("Change", [Text(named, note=True)])
-    now, before = metrics_by_split(read_json(inputs.metrics)), metrics_by_split(base)
+def _per_class_names(per_class: Path) -> list[str] | None:
+    """The classes of the per-class table (VQA's: the expected answers); None without one."""
+    if not per_class.is_file():
+        return None
+    table = read_csv(per_class, dtype={"class": str})
+    return table["class"].tolist() if "class" in table else None
+
+
+def _change_table(now: dict, before: dict, rev: str) -> Table:
+    """Per metric and split of `now` ({split: {metric: value}}): its value at `rev`, now, and the change."""
     header, rows = ["metric"], {}
     for split, scores in now.items():
-        header += [f"{split}: {inputs.baseline}", f"{split}: now", "change"]
+        header += [f"{split}: {rev}", f"{split}: now", "change"]
         for metric, value in scores.items():
             old = before.get(split, {}).get(metric)
             delta = value - old if isinstance(old, (int, float)) and isinstance(value, (int, float)) else None
             cells = [old if old is not None else "-", value,
                      Change(delta, better(metric, delta)) if delta is not None else "-"]
             rows.setdefault(metric, [metric]).extend(cells)
-    width = len(header)
-    table = [row + ["-"] * (width - len(row)) for row in rows.values()]
-    return Section("Change", [Text(f"Against {named}; ✓ better, ✗ worse.", note=True), Table(header, table)])
+    return Table(header, [row + ["-"] * (len(header) - len(row)) for row in rows.values()])
+
+
+def change_section(params, inputs: ReportInputs) -> Section:
+    """Every headline metric now, at the baseline revision, and the change; or one line saying why
+    the two runs are not comparable (then no change is a gain or a loss)."""
+    base, named = read_baseline(inputs.metrics, inputs.baseline, inputs.per_class)
+    if base is None:
+        return Section("Change", [Text(named, note=True)])
+    current = read_json(inputs.metrics)
+    classes = _per_class_names(inputs.per_class) if base.classes is not None else None
+    reasons = not_comparable(current, classes, base)
+    if reasons:
+        return Section("Change", [Text(f"Not comparable with {named}: {', and '.join(reasons)}. "
+                                       "No change is shown.", note=True)])
+    table = _change_table(metrics_by_split(current), metrics_by_split(base.metrics), inputs.baseline)
+    return Section("Change", [Text(f"Against {named}; ✓ better, ✗ worse.", note=True), table])
 
 
 def training_section(params, inputs: ReportInputs) -> Section:
