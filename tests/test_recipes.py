@@ -1,6 +1,6 @@
 """The users' recipes (recipes/*.yaml): valid params, one `dvc exp run` command each whose `-S`
 flags set exactly the recipe's values (and, from the defaults, reset every other setting), the
-`vistage recipe` command (and its refusal of leftover settings),
+`vistage recipe` command (its refusals of leftover settings and of a second run under one name),
 and the script that builds recipe r5-csv's CSV. (Training each recipe for a few batches is tested
 with the engine.)"""
 
@@ -24,7 +24,7 @@ from vistage.params import Params
 from vistage.recipes import (check_recipe, describe, flatten, hydra_value, leftover_settings, load_recipe, merge,
                              recipe_command, recipe_names, set_flags)
 
-from .conftest import BIN, ROOT, SHARED_DATASETS, run_env
+from .conftest import BIN, ROOT, SHARED_DATASETS, run, run_env
 
 RECIPES = ROOT / "recipes"
 NAMES = recipe_names(RECIPES)
@@ -253,6 +253,14 @@ def test_run_with_missing_data_stops_before_dvc(fake_dvc):
     assert printed.returncode == 0 and printed.stdout.startswith("dvc exp run") and "note:" in printed.stderr
 
 
+def test_run_and_queue_pass_force_to_dvc(fake_dvc):
+    project, env, args = fake_dvc
+    for mode, options in (("--run", ["--force"]), ("--queue", ["--queue", "--force"])):
+        proc = vistage("recipe", "mine", mode, "--force", cwd=project, env=env)
+        assert proc.returncode == 3
+        assert args.read_text().split("\n")[:4 + len(options)] == ["exp", "run", "-n", "mine", *options]
+
+
 # settings a workspace keeps from earlier experiments: a smoke run's cap, another recipe's task and data
 LEFTOVERS = {"task": "vqa", "epochs": 3, "max_steps_per_epoch": 2, "seed": 7, "augment": ["flip"], "input_size": 64,
              "gradcam_layer": "layer4", "data": {"source": "csv", "path": "elsewhere/x.csv", "val_fraction": 0.05,
@@ -305,6 +313,34 @@ def test_from_defaults_the_run_has_exactly_the_defaults_and_the_recipe(name, tmp
     apply_overrides(params, cmd[6::2])
     applied = Params.model_validate(yaml.safe_load(params.read_text()))
     assert applied == Params.model_validate(merge(Params().model_dump(mode="json"), load_recipe(name, RECIPES)))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_recipe_runs_again_under_its_name_only_with_force(tmp_path):
+    """Real dvc in a git repository of one stage that counts its runs."""
+    project, runs = tmp_path / "project", tmp_path / "runs"
+    (project / "recipes").mkdir(parents=True)
+    shutil.copy(ROOT / "params.yaml", project)
+    (project / "recipes" / "mine.yaml").write_text("# mine\nlr: 0.01\n")
+    stage = {"cmd": f"echo ran >> {shlex.quote(str(runs))} && echo done > out.txt", "params": ["lr"],
+             "outs": ["out.txt"]}
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"count": stage}}))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "t"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "init"]):
+        run(cmd, project)
+    first = vistage("recipe", "mine", "--run", cwd=project)
+    assert first.returncode == 0, first.stderr
+    params = (project / "params.yaml").read_bytes()
+    again = vistage("recipe", "mine", "--run", cwd=project)
+    assert again.returncode == 2 and again.stdout == "" and again.stderr.count("\n") == 1, again.stderr
+    assert again.stderr.startswith("error: experiment 'mine' exists already") and "add --force" in again.stderr
+    assert (project / "params.yaml").read_bytes() == params and runs.read_text() == "ran\n"
+    forced = vistage("recipe", "mine", "--run", "--force", cwd=project)
+    assert forced.returncode == 0, forced.stderr
+    assert shlex.split(forced.stdout.splitlines()[0])[:6] == ["dvc", "exp", "run", "-n", "mine", "--force"]
+    assert runs.read_text() == "ran\nran\n"
 
 
 # --- recipes/tiny_imagenet_csv.py --------------------------------------------------------------

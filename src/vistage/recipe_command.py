@@ -14,6 +14,9 @@ def recipe(name: Annotated[str | None, typer.Argument(help="recipe name (recipes
            from_defaults: Annotated[bool, typer.Option(
                "--from-defaults", help="reset the settings of params.yaml that the recipe does not set to their "
                                        "defaults (without it, --run and --queue refuse to run on top of them)")] = False,
+           force: Annotated[bool, typer.Option(
+               "--force", help="run again under the same name: replace the experiment and rerun every stage "
+                               "(dvc exp run --force)")] = False,
            params: ParamsFile = Path("params.yaml")) -> None:
     """Ready-made params for the users' recipes (R3-R5): print one `dvc exp run -S ...` command, or run it."""
     import shlex
@@ -24,8 +27,8 @@ def recipe(name: Annotated[str | None, typer.Argument(help="recipe name (recipes
     if name is None:
         _print_recipes()
         return
-    cmd = recipe_command(name, params, queue=queue, from_defaults=from_defaults)
-    obstacles = _obstacles(name, params, from_defaults)
+    cmd = recipe_command(name, params, queue=queue, from_defaults=from_defaults, force=force)
+    obstacles = _obstacles(name, params, from_defaults, force)
     if obstacles and (run or queue):
         raise VistageError(obstacles[0])  # before dvc touches params.yaml
     typer.echo(shlex.join(cmd))
@@ -35,11 +38,12 @@ def recipe(name: Annotated[str | None, typer.Argument(help="recipe name (recipes
         _run_dvc(cmd, queue)
 
 
-def _obstacles(name: str, params: Path, from_defaults: bool) -> list[str]:
+def _obstacles(name: str, params: Path, from_defaults: bool, force: bool) -> list[str]:
     """What would keep the experiment from running as the recipe says, one line each: its data
-    missing, settings of params.yaml that would change its result.
+    missing, settings of params.yaml that would change its result, an experiment of that name.
     --run and --queue refuse on the first; printing the command notes them all."""
-    from .recipes import RECIPES_DIR, leftover_settings, leftovers_message, load_recipe, missing_data
+    from .recipes import (RECIPES_DIR, experiment_exists, experiment_exists_message, leftover_settings,
+                          leftovers_message, load_recipe, missing_data)
 
     found = []
     missing = missing_data(load_recipe(name))
@@ -49,6 +53,8 @@ def _obstacles(name: str, params: Path, from_defaults: bool) -> list[str]:
     leftovers = {} if from_defaults else leftover_settings(name, params)
     if leftovers:
         found.append(leftovers_message(name, leftovers, params))
+    if not force and experiment_exists(name):
+        found.append(experiment_exists_message(name))
     return found
 
 

@@ -4,8 +4,9 @@ A recipe is a YAML mapping of params.yaml overrides (top-level keys, and nested 
 whose first comment line says what it is. `vistage recipe NAME` checks the overrides merged into
 the current params.yaml against the params schema and turns them into one
 `dvc exp run -n NAME -S key=value ...` command, each value written in Hydra's override grammar
-(what `dvc exp run -S` parses). Pure: no torch; registry keywords (model, augment, ...) are
-checked by the stages themselves, before any work, when the experiment runs.
+(what `dvc exp run -S` parses). No torch (git is asked whether an experiment of that name exists);
+registry keywords (model, augment, ...) are checked by the stages themselves, before any work,
+when the experiment runs.
 
 A recipe's figures were measured from the defaults (the params schema's, which the committed
 params.yaml holds) with the recipe on top. `dvc exp run -S` sets only the keys it is given, so a
@@ -18,6 +19,8 @@ import json
 import math
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -253,20 +256,42 @@ def missing_data(overrides: dict, cwd: Path | None = None) -> str | None:
     return None if full.exists() else path
 
 
+def experiment_exists(name: str, cwd: Path | None = None) -> bool:
+    """Whether the repository holds a DVC experiment NAME on its current commit, which
+    `dvc exp run -n NAME` refuses to replace without --force. DVC keeps it as the git ref
+    refs/exps/<commit[:2]>/<commit[2:]>/NAME (dvc.repo.experiments.refs.ExpRefInfo)."""
+    git = shutil.which("git")
+    if git is None:
+        return False
+    head = subprocess.run([git, "rev-parse", "--verify", "--quiet", "HEAD"], cwd=cwd, capture_output=True, text=True)
+    if head.returncode != 0:  # not a git repository, or no commit yet: dvc says so itself
+        return False
+    commit = head.stdout.strip()
+    ref = f"refs/exps/{commit[:2]}/{commit[2:]}/{name}"
+    return subprocess.run([git, "show-ref", "--verify", "--quiet", ref], cwd=cwd).returncode == 0
+
+
+def experiment_exists_message(name: str) -> str:
+    return (f"experiment {name!r} exists already on this commit: add --force to run it again (dvc exp run --force "
+            f"replaces it and reruns every stage), or remove it first: dvc exp remove {name}")
+
+
 def dvc_command(name: str, overrides: dict, queue: bool = False, base: dict | None = None,
-                resets: dict | None = None) -> list[str]:
-    """`dvc exp run -n NAME [--queue] -S k=v ...` as an argument list (shlex.join it to
+                resets: dict | None = None, force: bool = False) -> list[str]:
+    """`dvc exp run -n NAME [--queue] [--force] -S k=v ...` as an argument list (shlex.join it to
     print): the recipe's `overrides`, then the `resets` of leftover settings to their defaults."""
     cmd = ["dvc", "exp", "run", "-n", name]
     if queue:
         cmd.append("--queue")
+    if force:
+        cmd.append("--force")
     for flag in set_flags(overrides, base) + set_flags(resets or {}, base):
         cmd += ["-S", flag]
     return cmd
 
 
 def recipe_command(name: str, params_path: Path = Path("params.yaml"), queue: bool = False,
-                   folder: Path = RECIPES_DIR, from_defaults: bool = False) -> list[str]:
+                   folder: Path = RECIPES_DIR, from_defaults: bool = False, force: bool = False) -> list[str]:
     """The one documented command of recipe NAME, checked against `params_path`; `from_defaults`
     also resets the settings the recipe does not set to their defaults, so that it runs as measured."""
     overrides = check_recipe(name, params_path, folder)
@@ -276,4 +301,4 @@ def recipe_command(name: str, params_path: Path = Path("params.yaml"), queue: bo
     if from_defaults:
         defaults = default_settings()
         resets = _unflatten({key: defaults[key] for key in leftover_settings(name, params_path, folder)})
-    return dvc_command(name, overrides, queue=queue, base=_read_base(Path(params_path)), resets=resets)
+    return dvc_command(name, overrides, queue=queue, base=_read_base(Path(params_path)), resets=resets, force=force)
