@@ -1,6 +1,8 @@
 """The users' recipes (recipes/*.yaml): valid params, one `dvc exp run` command each whose `-S`
-flags set exactly the recipe's values, the `vistage recipe` command, and the script that builds
-recipe r5-csv's CSV. (Training each recipe for a few batches is tested with the engine.)"""
+flags set exactly the recipe's values (and, from the defaults, reset every other setting), the
+`vistage recipe` command (its refusals of leftover settings and of a second run under one name),
+and the script that builds recipe r5-csv's CSV. (Training each recipe for a few batches is tested
+with the engine.)"""
 
 import csv
 import importlib.util
@@ -19,10 +21,10 @@ import yaml
 
 from vistage.errors import VistageError
 from vistage.params import Params
-from vistage.recipes import (check_recipe, describe, flatten, hydra_value, load_recipe, merge, recipe_command,
-                             recipe_names, set_flags)
+from vistage.recipes import (check_recipe, describe, flatten, hydra_value, leftover_settings, load_recipe, merge,
+                             recipe_command, recipe_names, set_flags)
 
-from .conftest import BIN, ROOT, SHARED_DATASETS, run_env
+from .conftest import BIN, ROOT, SHARED_DATASETS, run, run_env
 
 RECIPES = ROOT / "recipes"
 NAMES = recipe_names(RECIPES)
@@ -249,6 +251,96 @@ def test_run_with_missing_data_stops_before_dvc(fake_dvc):
     assert proc.stderr.count("\n") == 1 and "data/tiny-imagenet/train.csv" in proc.stderr
     printed = vistage("recipe", "r5-csv", cwd=project, env=env)  # printing it only notes it
     assert printed.returncode == 0 and printed.stdout.startswith("dvc exp run") and "note:" in printed.stderr
+
+
+def test_run_and_queue_pass_force_to_dvc(fake_dvc):
+    project, env, args = fake_dvc
+    for mode, options in (("--run", ["--force"]), ("--queue", ["--queue", "--force"])):
+        proc = vistage("recipe", "mine", mode, "--force", cwd=project, env=env)
+        assert proc.returncode == 3
+        assert args.read_text().split("\n")[:4 + len(options)] == ["exp", "run", "-n", "mine", *options]
+
+
+# settings a workspace keeps from earlier experiments: a smoke run's cap, another recipe's task and data
+LEFTOVERS = {"task": "vqa", "epochs": 3, "max_steps_per_epoch": 2, "seed": 7, "augment": ["flip"], "input_size": 64,
+             "gradcam_layer": "layer4", "data": {"source": "csv", "path": "elsewhere/x.csv", "val_fraction": 0.05,
+                                                 "split_seed": 5},
+             "vqa": {"hidden": 32, "questions_file": "qa.csv"}}
+
+
+def test_leftovers_are_the_settings_off_their_defaults_that_the_recipe_does_not_set(tmp_path):
+    params = tmp_path / "params.yaml"
+    # epochs is the recipe's; seed and momentum (a string YAML 1.1 reads, 0.9 to the schema) are at their defaults
+    params.write_text(yaml.safe_dump(merge(BASE, {"epochs": 2, "max_steps_per_epoch": 3, "seed": 42,
+                                                  "momentum": "9e-1", "data": {"val_fraction": 0.3}})))
+    assert leftover_settings("easy-vqa", params, RECIPES) == {"max_steps_per_epoch": 3, "data.val_fraction": 0.3}
+    assert leftover_settings("easy-vqa", ROOT / "params.yaml", RECIPES) == {}
+
+
+def test_run_and_queue_refuse_leftover_settings_leaving_params_yaml_as_it_was(fake_dvc):
+    project, env, args = fake_dvc
+    params = project / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(BASE, {"epochs": 3, "max_steps_per_epoch": 2}), sort_keys=False))
+    before = params.read_bytes()
+    for mode in ("--run", "--queue"):
+        proc = vistage("recipe", "mine", mode, cwd=project, env=env)
+        assert proc.returncode == 2 and proc.stdout == "" and not args.exists(), proc.stderr
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: params.yaml holds settings")
+        assert "(epochs: 3, max_steps_per_epoch: 2)" in proc.stderr
+        assert "add --from-defaults to reset them to epochs: 15, max_steps_per_epoch: 0" in proc.stderr
+        assert params.read_bytes() == before
+    printed = vistage("recipe", "mine", cwd=project, env=env)  # printing the command only notes them
+    assert printed.returncode == 0 and printed.stderr.startswith("note: params.yaml holds settings")
+    proc = vistage("recipe", "mine", "--run", "--from-defaults", cwd=project, env=env)
+    assert proc.returncode == 3 and proc.stderr == ""
+    sent = args.read_text().split("\n")[:-1]
+    assert sent == shlex.split(proc.stdout)[1:]
+    # the recipe's settings, then the leftovers reset to their defaults
+    assert sent[4::2] == ["-S"] * 5 and sent[5::2] == ["lr=0.01", "data.source=csv", "data.path=data/mine.csv",
+                                                      "epochs=15", "max_steps_per_epoch=0"]
+
+
+@pytest.mark.parametrize("name", sorted(DEFINING))
+def test_from_defaults_the_run_has_exactly_the_defaults_and_the_recipe(name, tmp_path):
+    """Whatever params.yaml holds, what `dvc exp run -S ...` writes into it (and the stages read)
+    is the defaults with the recipe on top."""
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(BASE, LEFTOVERS), sort_keys=False))
+    cmd = recipe_command(name, params, folder=RECIPES, from_defaults=True)
+    assert cmd[:5] == ["dvc", "exp", "run", "-n", name] and cmd[5::2] == ["-S"] * (len(cmd[5:]) // 2)
+    apply_overrides(params, cmd[6::2])
+    applied = Params.model_validate(yaml.safe_load(params.read_text()))
+    assert applied == Params.model_validate(merge(Params().model_dump(mode="json"), load_recipe(name, RECIPES)))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_recipe_runs_again_under_its_name_only_with_force(tmp_path):
+    """Real dvc in a git repository of one stage that counts its runs."""
+    project, runs = tmp_path / "project", tmp_path / "runs"
+    (project / "recipes").mkdir(parents=True)
+    shutil.copy(ROOT / "params.yaml", project)
+    (project / "recipes" / "mine.yaml").write_text("# mine\nlr: 0.01\n")
+    stage = {"cmd": f"echo ran >> {shlex.quote(str(runs))} && echo done > out.txt", "params": ["lr"],
+             "outs": ["out.txt"]}
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"count": stage}}))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "t"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "init"]):
+        run(cmd, project)
+    first = vistage("recipe", "mine", "--run", cwd=project)
+    assert first.returncode == 0, first.stderr
+    params = (project / "params.yaml").read_bytes()
+    again = vistage("recipe", "mine", "--run", cwd=project)
+    assert again.returncode == 2 and again.stdout == "" and again.stderr.count("\n") == 1, again.stderr
+    assert again.stderr.startswith("error: experiment 'mine' exists already") and "add --force" in again.stderr
+    assert (project / "params.yaml").read_bytes() == params and runs.read_text() == "ran\n"
+    forced = vistage("recipe", "mine", "--run", "--force", cwd=project)
+    assert forced.returncode == 0, forced.stderr
+    assert shlex.split(forced.stdout.splitlines()[0])[:6] == ["dvc", "exp", "run", "-n", "mine", "--force"]
+    assert runs.read_text() == "ran\nran\n"
 
 
 # --- recipes/tiny_imagenet_csv.py --------------------------------------------------------------

@@ -4,13 +4,23 @@ A recipe is a YAML mapping of params.yaml overrides (top-level keys, and nested 
 whose first comment line says what it is. `vistage recipe NAME` checks the overrides merged into
 the current params.yaml against the params schema and turns them into one
 `dvc exp run -n NAME -S key=value ...` command, each value written in Hydra's override grammar
-(what `dvc exp run -S` parses). Pure: no torch; registry keywords (model, augment, ...) are
-checked by the stages themselves, before any work, when the experiment runs.
+(what `dvc exp run -S` parses). No torch (git is asked whether an experiment of that name exists);
+registry keywords (model, augment, ...) are checked by the stages themselves, before any work,
+when the experiment runs.
+
+A recipe's figures were measured from the defaults (the params schema's, which the committed
+params.yaml holds) with the recipe on top. `dvc exp run -S` sets only the keys it is given, so a
+setting of params.yaml that differs from its default and that the recipe does not set (a leftover
+`max_steps_per_epoch: 2`) would change the result: `leftover_settings` finds those, and the
+command resets them to their defaults only when asked to (`from_defaults`).
 """
 
+import json
 import math
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +97,37 @@ def check_recipe(name: str, params_path: Path = Path("params.yaml"), folder: Pat
     """The recipe's overrides, checked and normalised: merged into `params_path` they must pass
     the params schema (else a one-line VistageError naming the recipe file and the key). Values
     come back as the schema reads them (`lr: 1e-3`, a string to YAML, comes back 0.001)."""
+    overrides, validated = _validated(name, Path(params_path), folder)
+    return _unflatten({key: validated[key] for key in flatten(overrides)})
+
+
+def leftover_settings(name: str, params_path: Path = Path("params.yaml"), folder: Path = RECIPES_DIR) -> dict:
+    """The settings of `params_path` that differ from their defaults and that recipe NAME does not
+    set, dotted key -> value as the schema reads it: on top of them the recipe would not run as
+    measured."""
+    overrides, validated = _validated(name, Path(params_path), folder)
+    defaults = default_settings()
+    recipe_keys = flatten(overrides)
+    return {key: value for key, value in validated.items() if key not in recipe_keys and value != defaults[key]}
+
+
+def default_settings() -> dict[str, Any]:
+    """Every setting's default (the params schema's), dotted key -> value as JSON dumps it."""
+    from .params import Params
+
+    return flatten(Params().model_dump(mode="json"))
+
+
+def _validated(name: str, params_path: Path, folder: Path) -> tuple[dict, dict[str, Any]]:
+    """(the recipe's raw overrides, every setting of `params_path` with them on top as the schema
+    reads it, dotted key -> value)."""
     from pydantic import ValidationError
 
     from .params import Params, _format_error, check_fractions
 
     path = recipe_path(name, folder)
     overrides = load_recipe(name, folder)
-    base = _read_base(Path(params_path))
+    base = _read_base(params_path)
     try:
         params = Params.model_validate(merge(base, overrides))
     except ValidationError as err:
@@ -103,8 +137,24 @@ def check_recipe(name: str, params_path: Path = Path("params.yaml"), folder: Pat
         where = str(path) if from_recipe else f"{params_path} (with {path} on top)"
         raise VistageError(_format_error(Path(where), err)) from None
     check_fractions(params, path)
-    validated = params.model_dump(mode="json")
-    return _unflatten({key: _lookup(validated, key)[1] for key in flatten(overrides)})
+    return overrides, flatten(params.model_dump(mode="json"))
+
+
+def shown(value: Any) -> str:
+    """A setting's value as the task refusals show it (tasks/base.py): YAML's spelling, strings
+    quoted so that `'5'` and `5` are told apart."""
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def leftovers_message(name: str, leftovers: dict[str, Any], params_path: Path = Path("params.yaml")) -> str:
+    """One line: which settings stop recipe NAME from running as measured, and the ways on."""
+    defaults = default_settings()
+    found = ", ".join(f"{key}: {shown(value)}" for key, value in leftovers.items())
+    resets = ", ".join(f"{key}: {shown(defaults[key])}" for key in leftovers)
+    return (f"{params_path} holds settings that recipe {name} does not set and that differ from their defaults "
+            f"({found}), so the run would not reproduce the recipe; add --from-defaults to reset them to {resets} "
+            f"(with --run, dvc leaves them in params.yaml, as it does the recipe's), or run the command `vistage recipe {name}` prints, "
+            f"which keeps them")
 
 
 def _read_base(params_path: Path) -> dict:
@@ -206,20 +256,49 @@ def missing_data(overrides: dict, cwd: Path | None = None) -> str | None:
     return None if full.exists() else path
 
 
-def dvc_command(name: str, overrides: dict, queue: bool = False, base: dict | None = None) -> list[str]:
-    """`dvc exp run -n NAME [--queue] -S k=v ...` as an argument list (shlex.join it to print)."""
+def experiment_exists(name: str, cwd: Path | None = None) -> bool:
+    """Whether the repository holds a DVC experiment NAME on its current commit, which
+    `dvc exp run -n NAME` refuses to replace without --force. DVC keeps it as the git ref
+    refs/exps/<commit[:2]>/<commit[2:]>/NAME (dvc.repo.experiments.refs.ExpRefInfo)."""
+    git = shutil.which("git")
+    if git is None:
+        return False
+    head = subprocess.run([git, "rev-parse", "--verify", "--quiet", "HEAD"], cwd=cwd, capture_output=True, text=True)
+    if head.returncode != 0:  # not a git repository, or no commit yet: dvc says so itself
+        return False
+    commit = head.stdout.strip()
+    ref = f"refs/exps/{commit[:2]}/{commit[2:]}/{name}"
+    return subprocess.run([git, "show-ref", "--verify", "--quiet", ref], cwd=cwd).returncode == 0
+
+
+def experiment_exists_message(name: str) -> str:
+    return (f"experiment {name!r} exists already on this commit: add --force to run it again (dvc exp run --force "
+            f"replaces it and reruns every stage), or remove it first: dvc exp remove {name}")
+
+
+def dvc_command(name: str, overrides: dict, queue: bool = False, base: dict | None = None,
+                resets: dict | None = None, force: bool = False) -> list[str]:
+    """`dvc exp run -n NAME [--queue] [--force] -S k=v ...` as an argument list (shlex.join it to
+    print): the recipe's `overrides`, then the `resets` of leftover settings to their defaults."""
     cmd = ["dvc", "exp", "run", "-n", name]
     if queue:
         cmd.append("--queue")
-    for flag in set_flags(overrides, base):
+    if force:
+        cmd.append("--force")
+    for flag in set_flags(overrides, base) + set_flags(resets or {}, base):
         cmd += ["-S", flag]
     return cmd
 
 
 def recipe_command(name: str, params_path: Path = Path("params.yaml"), queue: bool = False,
-                   folder: Path = RECIPES_DIR) -> list[str]:
-    """The one documented command of recipe NAME, checked against `params_path`."""
+                   folder: Path = RECIPES_DIR, from_defaults: bool = False, force: bool = False) -> list[str]:
+    """The one documented command of recipe NAME, checked against `params_path`; `from_defaults`
+    also resets the settings the recipe does not set to their defaults, so that it runs as measured."""
     overrides = check_recipe(name, params_path, folder)
     if queue:
         overrides = absolute_data_paths(overrides)
-    return dvc_command(name, overrides, queue=queue, base=_read_base(Path(params_path)))
+    resets = {}
+    if from_defaults:
+        defaults = default_settings()
+        resets = _unflatten({key: defaults[key] for key in leftover_settings(name, params_path, folder)})
+    return dvc_command(name, overrides, queue=queue, base=_read_base(Path(params_path)), resets=resets, force=force)
