@@ -4,10 +4,12 @@ metrics and curves of an uninterrupted run.
 
 One `dvc repro` serves every bad-input case (`CASES`, one row each): in its own copy of the
 reproduced project, a case breaks one thing (a param, a data file, a checkpoint given to a
-command), runs one stage's command as dvc.yaml writes it, and every file under metrics/, data/,
-models/ and reports/ is hashed before and after. The kill trials train on the session's 8x8
-digits store for a few short epochs, in the background while the cases run (two processes at a
-time each: the stages spend most of their time importing, so the two cores stay busy).
+command, or a fault injected into it: a full disk, a late divergence; tests/faults.py), runs one
+stage's command as dvc.yaml writes it, and every file under metrics/, data/, models/ and reports/
+is hashed before and after: a stage that fails publishes none of its outputs. The kill trials
+train on the session's 8x8 digits store for a few short epochs, in the background while the cases
+run, two at a time. Each command is its own process, forked from one that imported the library
+once (tests/stage_runner.py), so the table costs its checks, not a hundred interpreter start-ups.
 (Unit-level cases of the same kind: test_faults.py, test_params.py, test_sources.py.)"""
 
 import hashlib
@@ -528,6 +530,47 @@ def test_a_diverging_train_under_dvc_repro_loses_nothing(outcomes):
     assert len(errors) == 1 and all(w in errors[0] for w in DIVERGES_UNDER_DVC.words), stderr[-3000:]
     assert "failed to reproduce 'train'" in stderr and "Running stage 'prepare'" not in outcome.proc.stdout
     assert outcome.after == outcome.before, "an earlier output or dvc.lock changed"
+
+
+# -- user text stays text: hostile class names through the report command ----------------------
+
+def _classes_renamed(project: Path, names: list[str]) -> None:
+    """The reproduced project as if its class folders had `names`: the store's class list and every
+    table the report reads that names a class."""
+    import pandas as pd
+
+    meta_file = project / "data" / "prepared" / "classes.json"
+    meta = json.loads(meta_file.read_text())
+    rename = dict(zip(meta["classes"], names))
+    meta_file.write_text(json.dumps({**meta, "classes": [rename[c] for c in meta["classes"]]}))
+    for table in ("metrics/per_class.csv", "metrics/confusion.csv", "metrics/confusion_pairs.csv",
+                  "reports/predictions.csv", "reports/gradcam/index.csv"):
+        frame = pd.read_csv(project / table, dtype=str, keep_default_na=False)
+        for column in {"class", "actual", "predicted", "label"} & set(frame.columns):
+            frame[column] = frame[column].map(lambda v: rename.get(v, v))
+        frame.to_csv(project / table, index=False)
+
+
+def test_class_names_with_markup_stay_text_through_the_report_command(reproduced_project, tmp_path):
+    """The report stage's dvc.yaml command on classes named with markup: report.md rendered as
+    CommonMark with raw HTML let through, and index.html, hold no tag, handler or link of theirs
+    (tests/test_report_escaping.py: every kind of name, both tasks, and Chromium)."""
+    from .test_report_escaping import HOSTILE, MARKDOWN_TAGS, PAGE_TAGS, Parsed, render_commonmark
+
+    project = tmp_path / "project"
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    names = HOSTILE[:10]  # the digits' 10 classes
+    _classes_renamed(project, names)
+    proc = run_stage(_stage_cmd(project, "report"), project, run_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    markdown = Parsed(render_commonmark((project / "reports" / "report.md").read_text()))
+    page = Parsed((project / "reports" / "index.html").read_text())
+    for parsed, allowed in ((markdown, MARKDOWN_TAGS), (page, PAGE_TAGS)):
+        assert {tag for tag, _ in parsed.tags} <= allowed, {tag for tag, _ in parsed.tags} - allowed
+        assert not [name for _, attrs in parsed.tags for name in attrs if name.startswith("on")]
+        assert all(attrs.get("href", "#").startswith("#") for tag, attrs in parsed.tags if tag == "a")
+        shown = [name for name in names if name in parsed.text]
+        assert len(shown) >= 3, f"the renamed classes do not show: {parsed.text[:2000]}"
 
 
 def test_the_table_covers_every_category():

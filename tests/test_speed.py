@@ -87,11 +87,15 @@ def test_airbench_trains_with_its_keywords(digits_store, tmp_path):
     assert logits.shape == (20, 10) and list(rows) == list(range(20))
 
 
-def test_data_on_device_trains_as_from_the_store(digits_store, tmp_path):
+def test_data_on_device_trains_as_from_the_store(digits_store, tmp_path, capsys):
     a = train(tiny_params(epochs=2, max_steps_per_epoch=3), train_paths(digits_store, tmp_path / "a"))
+    assert "data_on_device" not in capsys.readouterr().err
     b = train(tiny_params(epochs=2, max_steps_per_epoch=3, data_on_device=True), train_paths(digits_store, tmp_path / "b"))
     a.pop("throughput"), b.pop("throughput")
     assert a == b
+    if not torch.cuda.is_available():  # on the CPU the setting only copies the store: said in one line
+        warned = [line for line in capsys.readouterr().err.splitlines() if "data_on_device" in line]
+        assert len(warned) == 1 and warned[0].startswith("warning: params.yaml: data_on_device: true on the CPU")
 
 
 def test_tta_views():
