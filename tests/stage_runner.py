@@ -33,37 +33,44 @@ def _forkserver():
     return _context
 
 
-def _stage_main(script: str, args: list[str], cwd: str, env: dict, stdout: str, stderr: str,
+def _stage_main(target: list[str], args: list[str], cwd: str, env: dict, stdout: str, stderr: str,
                 fault: str | None) -> None:
-    """In the forked child: become `python SCRIPT ARGS` run in CWD under ENV (with FAULT, a
-    function of tests/faults.py, injected first)."""
+    """In the forked child: become `python SCRIPT ARGS` (or `python -m MODULE ARGS`: target
+    ["-m", MODULE]) run in CWD under ENV, with FAULT, a function of tests/faults.py, injected first."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
     for fd, path in ((1, stdout), (2, stderr)):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(target, fd)
-        os.close(target)
+        written = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(written, fd)
+        os.close(written)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    sys.argv = [script, *args]
-    sys.path.insert(0, str(Path(script).resolve().parent))  # as `python stages/NAME.py` puts stages/ first
+    module = target[1] if target[0] == "-m" else None
+    sys.argv = [module or target[0], *args]
+    # as Python does: the script's folder first, or with -m the working directory
+    sys.path.insert(0, cwd if module else str(Path(target[0]).resolve().parent))
     if fault:  # "name" or "name=argument"
         from . import faults
 
         name, _, argument = fault.partition("=")
         getattr(faults, name)(*([argument] if argument else []))
-    runpy.run_path(script, run_name="__main__")  # SystemExit's code becomes the exit code, as in Python
+    if module:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(target[0], run_name="__main__")  # SystemExit's code becomes the exit code, as in Python
 
 
 def run_stage(cmd: list[str], cwd: Path, env: dict, timeout: float = 300, fault: str | None = None
               ) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)` for a command
-    `[python, stages/NAME.py, ...]`, in a process forked from the preloaded server."""
-    assert Path(cmd[0]).name.startswith("python") and cmd[1].endswith(".py"), cmd
+    `[python, stages/NAME.py, ...]` or `[python, -m, MODULE, ...]`, in a process forked from the
+    preloaded server."""
+    assert Path(cmd[0]).name.startswith("python") and (cmd[1].endswith(".py") or cmd[1] == "-m"), cmd
+    target, args = (cmd[1:3], cmd[3:]) if cmd[1] == "-m" else (cmd[1:2], cmd[2:])
     out_dir = Path(tempfile.mkdtemp(prefix="stage-run-"))
     stdout, stderr = out_dir / "stdout", out_dir / "stderr"
-    process = _forkserver().Process(target=_stage_main, args=(cmd[1], cmd[2:], str(cwd), env, str(stdout), str(stderr),
+    process = _forkserver().Process(target=_stage_main, args=(target, args, str(cwd), env, str(stdout), str(stderr),
                                                                   fault))
     process.start()
     process.join(timeout)

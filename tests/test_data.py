@@ -219,20 +219,20 @@ def test_a_link_loop_is_read_once(tmp_path):
 
 def test_empty_class_folders_are_reported_not_dropped_silently(tmp_path):
     import json
-    import subprocess
     import sys
 
     import yaml
 
     from .conftest import default_params, merged, run_env
+    from .stage_runner import run_stage
 
     _png_tree(tmp_path / "data", {"cat": 3, "dog": 3})
     (tmp_path / "data" / "bird").mkdir()
     (tmp_path / "data" / "fish" / "images").mkdir(parents=True)
     params = merged(default_params(), {"data": {"source": "folder", "path": str(tmp_path / "data"), "workers": 1}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = subprocess.run([sys.executable, "-m", "stages.prepare", "--params", "params.yaml", "--out", "prepared",
-                           "--metrics", "data.json"], cwd=tmp_path, env=run_env(), capture_output=True, text=True)
+    proc = run_stage([sys.executable, "-m", "stages.prepare", "--params", "params.yaml", "--out", "prepared",
+                      "--metrics", "data.json"], tmp_path, run_env())
     assert proc.returncode == 0, proc.stderr
     assert "2 folders without images left out" in proc.stdout
     assert json.loads((tmp_path / "data.json").read_text())["empty_folders"] == ["bird", "fish"]

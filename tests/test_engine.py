@@ -5,6 +5,7 @@ the real `dvc repro`: test_pipeline_e2e.py.)"""
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from vistage.precision import resolve_precision
 from vistage.training import train
 
 from .conftest import BIN, ROOT, TINY, default_params, merged, run_env, tiny_params, train_paths
+from .stage_runner import run_stage
 
 
 def _comparable(result: dict) -> dict:
@@ -168,7 +170,7 @@ def test_two_process_ddp_on_cpu_matches_one_process(digits_store, tmp_path):
     """devices: 2 re-launches under torchrun (gloo); the pair sees the same global batches as one
     process, so the metrics agree up to BatchNorm statistics computed per process."""
     single, cmd = _workdir(digits_store, tmp_path / "one", epochs=3, batch_size=64)
-    subprocess.run(cmd, cwd=single, env=run_env(), check=True, capture_output=True)
+    assert run_stage([sys.executable, "-m", "vistage", *cmd[1:]], single, run_env()).returncode == 0
     double, cmd = _workdir(digits_store, tmp_path / "two", epochs=3, batch_size=64, devices=2)
     proc = subprocess.run(cmd, cwd=double, env=run_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,7 +1,6 @@
 """predict --input: new, unlabeled images (a folder, an archive, a CSV), decoded as the
 checkpoint's store was, with class names from the checkpoint."""
 
-import subprocess
 import sys
 
 import numpy as np
@@ -13,6 +12,7 @@ from vistage.errors import VistageError
 from vistage.new_images import predict_images
 
 from .conftest import run_env
+from .stage_runner import run_stage
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +92,10 @@ def test_the_predict_command_takes_input_and_refuses_half_a_store_run(trained, t
     base = [sys.executable, "stages/predict.py", "--params", str(params), "--checkpoint", str(checkpoint)]
     from .conftest import ROOT
 
-    proc = subprocess.run([*base, "--input", str(images), "--out", str(tmp_path / "sub.csv")], cwd=ROOT,
-                          env=run_env(), capture_output=True, text=True)
+    proc = run_stage([*base, "--input", str(images), "--out", str(tmp_path / "sub.csv")], ROOT, run_env())
     assert proc.returncode == 0, proc.stderr
     assert "predict: 60 images from" in proc.stdout and len(pd.read_csv(tmp_path / "sub.csv")) == 60
-    proc = subprocess.run([*base, "--out", str(tmp_path / "x.csv")], cwd=ROOT, env=run_env(), capture_output=True,
-                          text=True)
+    proc = run_stage([*base, "--out", str(tmp_path / "x.csv")], ROOT, run_env())
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--store, --split, --logits needed (or --input PATH" in proc.stderr
 

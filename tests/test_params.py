@@ -1,5 +1,4 @@
 import shlex
-import subprocess
 import sys
 
 import pytest
@@ -9,6 +8,7 @@ from vistage.errors import VistageError
 from vistage.params import PREDICTION_KEYS, Params, load_params
 
 from .conftest import ROOT, run_env
+from .stage_runner import run_stage
 
 
 def test_project_params_are_valid():
@@ -78,8 +78,7 @@ def test_every_stage_refuses_bad_params_with_exit_2_and_no_traceback(tmp_path, w
     sentinel.write_bytes(b"earlier output")
     args = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["cmd"])[2:]
     args[args.index("--params") + 1] = str(path)  # the stage's own arguments, as dvc.yaml runs it
-    proc = subprocess.run([sys.executable, "-m", "vistage", stage, *args], cwd=tmp_path,
-                          env=run_env(), capture_output=True, text=True)
+    proc = run_stage([sys.executable, "-m", "vistage", stage, *args], tmp_path, run_env())
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "epochs" in proc.stderr and "Traceback" not in proc.stderr
     assert sentinel.read_bytes() == b"earlier output"

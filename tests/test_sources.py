@@ -3,7 +3,6 @@
 import io
 import json
 import pickle
-import subprocess
 import sys
 import tarfile
 import zipfile
@@ -21,6 +20,7 @@ from vistage.errors import VistageError
 from vistage.params import DataParams
 
 from .conftest import run_env
+from .stage_runner import run_stage
 
 MODES = ["RGB", "L", "LA", "P", "RGBA", "CMYK", "I;16"]
 
@@ -298,10 +298,10 @@ def test_prepare_cli_bad_data_exit_2_outputs_intact(tmp_path, write_params):
     params = write_params({"data": {"source": "folder", "path": str(tmp_path / "d"), "workers": 1}})
     cmd = [sys.executable, "-m", "vistage", "prepare", "--params", str(params), "--out", "data/prepared",
            "--metrics", "metrics/data.json"]
-    subprocess.run(cmd, cwd=tmp_path, env=run_env(), check=True, capture_output=True)
+    assert run_stage(cmd, tmp_path, run_env()).returncode == 0
     data_json = (tmp_path / "metrics" / "data.json").read_text()
     (tmp_path / "d" / "a" / "broken.png").write_bytes(b"nope")
-    proc = subprocess.run(cmd, cwd=tmp_path, env=run_env(), capture_output=True, text=True)
+    proc = run_stage(cmd, tmp_path, run_env())
     assert proc.returncode == 2 and "a/broken.png" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "metrics" / "data.json").read_text() == data_json
     assert json.loads(data_json)["images"] == 6
