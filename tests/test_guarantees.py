@@ -187,7 +187,7 @@ def _best(project: Path) -> dict:
 @dataclass
 class Case:
     id: str
-    stage: str  # the dvc.yaml stage whose command runs
+    stage: str  # the dvc.yaml stage whose command runs ("vistage ...": that command; "dvc repro")
     words: list[str]  # all in the one error line
     params: dict = field(default_factory=dict)  # merged into params.yaml ("bad/" in a value: the case's folder)
     make: object = None  # (project, bad folder) -> None: writes the bad files
@@ -426,6 +426,9 @@ CASES = [
          _vqa_files({"image": "a.png", "question": "what colour?"}), args={"input": "bad/q.json", "images": "bad/none"}),
     Case("vqa-question-image-missing", "prepare", ["bad question", "bad/q.json entry 1", "'b.png' not found"],
          _vqa_json(), _vqa_files({"image": "b.png", "question": "what colour?"})),
+    # a recipe run on top of leftover settings would not reproduce its figures
+    Case("recipe-on-leftover-settings", "vistage recipe easy-vqa --run", ["max_steps_per_epoch: 2", "--from-defaults"],
+         {"max_steps_per_epoch": 2}),
     # settings that contradict each other
     Case("contradiction-freeze-norm-from-scratch", "train", ["freeze_norm", "pretrained: false"], {"freeze_norm": True}),
 ]
@@ -478,7 +481,9 @@ def _run_case(case: Case, reproduced: Path, base: Path) -> Outcome:
             params.write_text(case.params_text)
         elif case.params:
             params.write_text(yaml.safe_dump(merged(yaml.safe_load(params.read_text()), case.params), sort_keys=False))
-        if case.stage == "dvc repro":
+        if case.stage.startswith("vistage "):  # a command of the vistage CLI, not a stage of dvc.yaml
+            proc = run_stage([sys.executable, "-m", *shlex.split(case.stage)], project, run_env())
+        elif case.stage == "dvc repro":
             proc = subprocess.run(["dvc", "repro"], cwd=project, env=run_env(), capture_output=True, text=True, timeout=300)
         else:
             proc = run_stage(_stage_cmd(project, case.stage, **case.args), project, run_env(), fault=case.fault)
@@ -579,7 +584,7 @@ def test_the_table_covers_every_category():
         kinds[case.id.split("-")[0]] = kinds.get(case.id.split("-")[0], 0) + 1
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
     assert {"params", "keyword", "folder", "tar", "zip", "csv", "cifar", "checkpoint", "weights", "predict",
-            "publish", "vqa", "contradiction"} <= set(kinds)
+            "publish", "vqa", "contradiction", "recipe"} <= set(kinds)
 
 
 # -- kill -9 of train at five points, then the plain command resumes -----------------------------

@@ -96,10 +96,11 @@ def _decode_chunk(chunk: list, size: int, policy: str, into: Target | None = Non
     return out
 
 
-def _init_worker() -> None:
+def _init_worker(prepare_pid: int) -> None:
     """Worker initializer: one torch thread per worker (the workers already fill the cores), and
     on Linux, ask the kernel to kill this worker when prepare dies (kill -9 included), so no
-    decoder is left running as an orphan."""
+    decoder is left running as an orphan. A prepare that died between the fork and this request
+    is not seen by the kernel: the worker then finds itself orphaned and leaves."""
     import ctypes
     import signal
     import sys
@@ -109,6 +110,8 @@ def _init_worker() -> None:
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != prepare_pid:
+            os._exit(1)
 
 
 def default_workers() -> int:
@@ -144,7 +147,7 @@ def decode_all(payloads: Iterable, size: int, policy: str, workers: int,
     if first is not None and shrinks(first[0][1], size):
         import torch  # noqa: F401  (crop_resize's, imported once here before the workers fork, not in each)
     chunks = chain([first] if first is not None else [], chunks)
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
         pending = set()
         while True:
             while len(pending) < 2 * workers and (chunk := next(chunks, None)):
