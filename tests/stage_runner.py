@@ -37,6 +37,7 @@ def _stage_main(target: list[str], args: list[str], cwd: str, env: dict, stdout:
                 fault: str | None) -> None:
     """In the forked child: become `python SCRIPT ARGS` (or `python -m MODULE ARGS`: target
     ["-m", MODULE]) run in CWD under ENV, with FAULT, a function of tests/faults.py, injected first."""
+    multiprocessing.set_start_method(None, force=True)  # the platform's default, as in `python SCRIPT`
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)

@@ -5,7 +5,9 @@ a few chunks per worker are in flight, so memory stays bounded however large the
 """
 
 import io
+import multiprocessing
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -103,7 +105,6 @@ def _init_worker(prepare_pid: int) -> None:
     is not seen by the kernel: the worker then finds itself orphaned and leaves."""
     import ctypes
     import signal
-    import sys
 
     if "torch" in sys.modules:  # imported before the fork (see decode_all)
         sys.modules["torch"].set_num_threads(1)
@@ -147,7 +148,10 @@ def decode_all(payloads: Iterable, size: int, policy: str, workers: int,
     if first is not None and shrinks(first[0][1], size):
         import torch  # noqa: F401  (crop_resize's, imported once here before the workers fork, not in each)
     chunks = chain([first] if first is not None else [], chunks)
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+    # forked, whatever the process's default start method (a forkserver's workers would be the
+    # server's children: neither the parent-death signal nor the parent check would mean prepare)
+    context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
         pending = set()
         while True:
             while len(pending) < 2 * workers and (chunk := next(chunks, None)):
