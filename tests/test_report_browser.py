@@ -53,21 +53,36 @@ def _class_names(inputs) -> list[str]:
     return pd.read_csv(inputs.per_class, dtype={"class": str})["class"].tolist()
 
 
+def _offline_plots_page(root: Path, n_classes: int, n_test: int, names: list[str] | None = None) -> Path:
+    """`python -m vistage.offline_plots` in a new DVC project whose plots are the pipeline's (the
+    class-pair heatmap with .dvc/plots/'s template, the reliability diagram, per-class F1)."""
+    write_report_inputs(root, n_classes, n_test, names=names)
+    run(["git", "init", "-q"], root)
+    run(["dvc", "init", "-q"], root)
+    shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
+    plots = [{"metrics/confusion_pairs.csv": {"template": "confusion_pairs", "x": "predicted", "y": "actual"}},
+             {"metrics/calibration.csv": {"template": "linear", "x": "confidence", "y": "accuracy"}},
+             {"metrics/per_class.csv": {"template": "bar_horizontal", "x": "f1", "y": "class"}}]
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"plots": plots}))
+    run([sys.executable, "-m", "vistage.offline_plots"], root)
+    return root / "reports" / "plots" / "index.html"
+
+
+def test_a_class_name_cannot_end_the_offline_plots_page_s_script_tags(tmp_path):
+    """DVC writes each plot's data into a <script> tag: a class named `</script><script>...` would
+    end it and run (vistage has DVC's renderer write `<` as `\\u003c` there)."""
+    hostile = "</script><script>window.__pwned=9</script>"
+    text = _offline_plots_page(tmp_path, 3, 60, names=["cat", hostile, "dog"]).read_text()
+    assert hostile not in text and "\\u003c/script>\\u003cscript>window.__pwned=9" in text
+    assert len(re.findall(r"<script", text)) == 1 + 3  # the inlined Vega bundle and one per plot
+
+
 def test_offline_dvc_plots_page_renders_the_confusion_pairs_at_200_classes(chromium, tmp_path):  # noqa: F811
     """`python -m vistage.offline_plots` (dvc plots show with the inlined Vega bundle) in a new
     DVC project whose plots are the pipeline's: the class-pair heatmap with .dvc/plots/'s
     template, the reliability diagram and per-class F1. Chromium has no network here to fall back on:
     the page has no other source for its scripts."""
-    write_report_inputs(tmp_path, 200, 10_000)
-    run(["git", "init", "-q"], tmp_path)
-    run(["dvc", "init", "-q"], tmp_path)
-    shutil.copytree(ROOT / ".dvc" / "plots", tmp_path / ".dvc" / "plots", dirs_exist_ok=True)
-    plots = [{"metrics/confusion_pairs.csv": {"template": "confusion_pairs", "x": "predicted", "y": "actual"}},
-             {"metrics/calibration.csv": {"template": "linear", "x": "confidence", "y": "accuracy"}},
-             {"metrics/per_class.csv": {"template": "bar_horizontal", "x": "f1", "y": "class"}}]
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"plots": plots}))
-    run([sys.executable, "-m", "vistage.offline_plots"], tmp_path)
-    page = tmp_path / "reports" / "plots" / "index.html"
+    page = _offline_plots_page(tmp_path, 200, 10_000)
     assert not re.search(r"<script[^>]+src=", page.read_text())  # DVC's CDN scripts are left out
     pairs = "#metrics_confusion_pairs_csv .mark-rect path"
     seen = probe_page(chromium, page, tmp_path, wait_ms=3000,

@@ -57,13 +57,28 @@ def write_template(path: Path) -> Path:
     return path
 
 
-def show(dvc_args: list[str], out: str = "reports/plots", dvc: str = "dvc") -> int:
+# DVC writes each plot's spec into a <script> tag as json.dumps(spec), so a `</` in the data (a
+# class named "</script><script>...") would end the tag and run what follows, and a `<!--` would
+# change how the tag ends. JSON has `<` only inside strings, where `\u003c` is the same character
+# to JSON and to JavaScript and is no markup: dvc runs with its Vega renderer writing that.
+RUN_DVC = r"""
+import sys
+import dvc_render.vega as vega
+plain = vega.VegaRenderer.partial_html
+vega.VegaRenderer.partial_html = lambda self, **kwargs: plain(self, **kwargs).replace("<", "\\u003c")
+from dvc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def show(dvc_args: list[str], out: str = "reports/plots") -> int:
     """Run `dvc plots ARGS --html-template T -o OUT` with the offline template; dvc's exit code."""
     Path(out).mkdir(parents=True, exist_ok=True)  # dvc makes only the last folder
     with tempfile.TemporaryDirectory() as tmp:
         template = write_template(Path(tmp) / "offline.html")
         args = dvc_args or ["show"]
-        return subprocess.run([dvc, "plots", *args, "--html-template", str(template), "-o", out]).returncode
+        cmd = [sys.executable, "-c", RUN_DVC, "plots", *args, "--html-template", str(template), "-o", out]
+        return subprocess.run(cmd).returncode
 
 
 if __name__ == "__main__":
