@@ -161,6 +161,32 @@ def test_a_failed_train_leaves_the_committed_metrics_and_checkpoints_byte_identi
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept if p.exists()} == before
 
 
+def test_a_publication_that_cannot_move_one_output_puts_back_the_others(tmp_path, monkeypatch):
+    """All or nothing at the last step too: the second of two outputs cannot move into place (an
+    I/O error on the rename), so the first is put back as it was and no temporary file is left."""
+    import errno
+
+    import vistage.io as io
+    from vistage.errors import VistageError
+
+    real_replace = io.os.replace
+
+    def replace(src, dst):
+        if str(dst) == str(tmp_path / "b.txt") and ".b.txt." in str(src) and ".old." not in str(src):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(src, dst)
+
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "b.txt").write_text("old b")
+    monkeypatch.setattr(io.os, "replace", replace)
+    with pytest.raises(VistageError, match=r"cannot write .*b\.txt: Input/output error; the outputs of the last"):
+        with io.publishing():
+            io.write_text(tmp_path / "a.txt", "new a")
+            io.write_text(tmp_path / "b.txt", "new b")
+    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["old a", "old b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
 @pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
 def test_infinite_or_nan_params_are_refused(write_params, value):
     from vistage.errors import VistageError

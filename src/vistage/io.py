@@ -51,6 +51,7 @@ class Publication:
                 os.replace(tmp, target)
             except OSError as exc:
                 _undo(moved)
+                self.abort()  # the new outputs, back beside their targets, go
                 raise cannot_write(target, exc) from None
         for _, _, old in moved:
             _remove(old)
