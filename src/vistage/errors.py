@@ -14,6 +14,13 @@ class VistageError(Exception):
     exit_code = 2
 
 
+def shown_value(value) -> str:
+    """A setting's value in a message as YAML writes it, strings quoted (`'5'` is not `5`)."""
+    import json
+
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
 def closest(value: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The choices that look most like `value` (for "did you mean" hints)."""
     return difflib.get_close_matches(str(value), list(choices), n=n, cutoff=0.5)

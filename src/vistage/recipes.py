@@ -15,7 +15,6 @@ setting of params.yaml that differs from its default and that the recipe does no
 command resets them to their defaults only when asked to (`from_defaults`).
 """
 
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 
-from .errors import VistageError, choice_error
+from .errors import VistageError, choice_error, shown_value
 
 RECIPES_DIR = Path("recipes")  # relative to the project root, where vistage and dvc run
 DATA_PATH_KEYS = ("data.path", "data.root")
@@ -140,17 +139,11 @@ def _validated(name: str, params_path: Path, folder: Path) -> tuple[dict, dict[s
     return overrides, flatten(params.model_dump(mode="json"))
 
 
-def shown(value: Any) -> str:
-    """A setting's value as the task refusals show it (tasks/base.py): YAML's spelling, strings
-    quoted so that `'5'` and `5` are told apart."""
-    return repr(value) if isinstance(value, str) else json.dumps(value)
-
-
 def leftovers_message(name: str, leftovers: dict[str, Any], params_path: Path = Path("params.yaml")) -> str:
     """One line: which settings stop recipe NAME from running as measured, and the ways on."""
     defaults = default_settings()
-    found = ", ".join(f"{key}: {shown(value)}" for key, value in leftovers.items())
-    resets = ", ".join(f"{key}: {shown(defaults[key])}" for key in leftovers)
+    found = ", ".join(f"{key}: {shown_value(value)}" for key, value in leftovers.items())
+    resets = ", ".join(f"{key}: {shown_value(defaults[key])}" for key in leftovers)
     return (f"{params_path} holds settings that recipe {name} does not set and that differ from their defaults "
             f"({found}), so the run would not reproduce the recipe; add --from-defaults to reset them to {resets} "
             f"(with --run, dvc leaves them in params.yaml, as it does the recipe's), or run the command `vistage recipe {name}` prints, "

@@ -408,7 +408,7 @@ def _finite_mean(loss_sum: torch.Tensor, seen: int, epoch: int, params: Params) 
     in any step makes the running sum non-finite for good, so no step escapes the check)."""
     mean = loss_sum.item() / seen
     if not math.isfinite(mean):
-        raise VistageError(f"training diverged at epoch {epoch + 1} (loss {mean}); lower lr (now {params.lr})")
+        raise _diverged(epoch, f"loss {mean}", params)
     return mean
 
 
@@ -437,13 +437,16 @@ def _validate(params: Params, data: TaskTraining, c: Components) -> dict:
     return _broadcast(c, metrics)
 
 
-def _check_finite(validated: dict, epoch: int, params: Params) -> None:
-    """A NaN or infinite validation metric is divergence, never a "best" epoch (NaN's accuracy
-    from argmax can look fine)."""
-    bad = {k: v for k, v in validated.items() if not math.isfinite(v)}
+def _check_finite(metrics: dict, epoch: int, params: Params) -> None:
+    """A NaN or infinite epoch metric (train or validation) is divergence, never a "best" epoch
+    (NaN's accuracy from argmax can look fine)."""
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
-        raise VistageError(f"training diverged at epoch {epoch + 1} (" + ", ".join(
-            f"{k.replace('/', ' ')} {v}" for k, v in bad.items()) + f"); lower lr (now {params.lr})")
+        raise _diverged(epoch, ", ".join(f"{k.replace('/', ' ')} {v}" for k, v in bad.items()), params)
+
+
+def _diverged(epoch: int, what: str, params: Params) -> VistageError:
+    return VistageError(f"training diverged at epoch {epoch + 1} ({what}); lower lr (now {params.lr})")
 
 
 def _broadcast(c: Components, metrics: dict) -> dict:

@@ -38,9 +38,10 @@ class Store:
 
 
 def bad_image_error(bad: list[tuple[str, str]], stage: str = "prepare",
-                    listed: str = "; prepare lists them in its data statistics") -> VistageError:
+                    listed: str = "; prepare lists them in its data statistics", kind: str = "image") -> VistageError:
+    """`prepare: 2 bad image(s): a.png (why); ...` (kind: what the entries are, e.g. question)."""
     first = "; ".join(f"{name} ({why})" for name, why in bad[:SHOWN_BAD])
-    return VistageError(f"{stage}: {len(bad)} bad image(s): {first}{' ...' if len(bad) > SHOWN_BAD else ''} "
+    return VistageError(f"{stage}: {len(bad)} bad {kind}(s): {first}{' ...' if len(bad) > SHOWN_BAD else ''} "
                         f"(set data.on_bad_image: skip to leave them out{listed})")
 
 

@@ -20,11 +20,12 @@ components exist (caches, loaders), the epoch's batches and how a batch reaches 
 summed accuracy of a batch, validation, and what a checkpoint adds.
 """
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+from ..errors import shown_value
 
 
 @dataclass
@@ -112,8 +113,7 @@ class Task:
         now, defaults = params.model_dump(mode="json"), type(params)().model_dump(mode="json")
         for key, (level, why) in self.unread.items():
             for name, value in _set_values(now, defaults, key):
-                shown = repr(value) if isinstance(value, str) else json.dumps(value)  # as YAML writes it
-                line = f"{name}: {shown} is not read with task: {self.name} ({why})"
+                line = f"{name}: {shown_value(value)} is not read with task: {self.name} ({why})"
                 (errors if level == "error" else warnings).append(line)
         return errors, warnings
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ...data.split import SPLITS, split_table
-from ...data.store import SHOWN_BAD, write_store
+from ...data.store import bad_image_error, write_store
 from ...errors import VistageError
 from .sources import Question, VqaSourceData
 
@@ -49,10 +49,8 @@ def questions_frame(questions: list[Question], row_of: dict[str, int], split_of:
 def bad_question_error(bad: list[tuple[str, str]], stage: str) -> VistageError:
     """`prepare: 2 bad question(s): q.json entry 3 (no question); ...`, in the file's order."""
     in_order = sorted(bad, key=lambda b: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", b[0])])
-    shown = "; ".join(f"{where} ({why})" for where, why in in_order[:SHOWN_BAD])
     listed = "; prepare lists them in its data statistics" if stage == "prepare" else ""
-    return VistageError(f"{stage}: {len(bad)} bad question(s): {shown}{' ...' if len(bad) > SHOWN_BAD else ''} "
-                        f"(set data.on_bad_image: skip to leave them out{listed})")
+    return bad_image_error(in_order, stage, listed, kind="question")
 
 
 def write_vqa_store(out_dir: str | Path, source: VqaSourceData, dp, stage: str = "prepare") -> dict:
