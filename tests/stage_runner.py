@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # what the six stage commands import on their way to a check (each module once, in the server)
@@ -23,6 +24,11 @@ PRELOAD = ["torch", "timm", "timm.optim", "PIL.Image", "pandas", "typer", "vista
            "vistage.tasks.classify", "vistage.tasks.vqa"]
 
 _context = None
+# Process.start() polls every unjoined process of this interpreter (multiprocessing's _cleanup), from
+# whichever thread starts one; a poll racing another thread's join reads the exit code that the join
+# then misses (EOF: the exit code reads as 255). Starts are serialised and each process is taken off
+# that list at once, so only the thread that started a process ever reads its exit code.
+_starting = threading.Lock()
 
 
 def _forkserver():
@@ -73,7 +79,9 @@ def run_stage(cmd: list[str], cwd: Path, env: dict, timeout: float = 300, fault:
     stdout, stderr = out_dir / "stdout", out_dir / "stderr"
     process = _forkserver().Process(target=_stage_main, args=(target, args, str(cwd), env, str(stdout), str(stderr),
                                                                   fault))
-    process.start()
+    with _starting:
+        process.start()
+        multiprocessing.process._children.discard(process)
     process.join(timeout)
     if process.exitcode is None:
         process.kill()
