@@ -172,7 +172,7 @@ def test_npz_round_trip(tmp_path):
     path = tmp_path / "logits.npz"
     pred.save(path)
     with np.load(path, allow_pickle=False) as data:
-        assert sorted(data.files) == ["classes", "ids", "index", "labels", "logits", "splits", "task"]
+        assert sorted(data.files) == ["classes", "ids", "index", "labels", "logits", "splits", "task", "temperature"]
     back = Predictions.load(path)
     for name in ("classes", "splits", "index", "ids", "labels", "logits"):
         assert np.array_equal(getattr(back, name), getattr(pred, name)), name

@@ -133,6 +133,7 @@ class Trained:
     info: ModelInfo
     weights: dict  # the model's state dict: the EMA's when the run kept one (those were validated and kept)
     epoch: int  # epochs trained
+    temperature: float = 1.0  # calibrate: probabilities are softmax(logits / temperature)
 
 
 _TRAINED_FIELDS = ("model", "classes", "image_size", "normalize", "params", "epoch")
@@ -149,4 +150,4 @@ def load_trained(path: str | Path, task: str = "classify") -> Trained:
     norm = state["normalize"]
     info = ModelInfo(state["params"], list(state["classes"]), int(state["image_size"]), norm["mean"], norm["std"],
                      checkpoint_task(state))
-    return Trained(info, state.get("ema") or state["model"], int(state["epoch"]))
+    return Trained(info, state.get("ema") or state["model"], int(state["epoch"]), float(state.get("temperature", 1.0)))

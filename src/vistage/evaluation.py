@@ -19,8 +19,13 @@ over 15 equal-width bins of the top-1 confidence (the largest softmax probabilit
 the number of images in bin b, accuracy_b the fraction of them predicted correctly and
 confidence_b their mean top-1 confidence; empty bins add nothing. Bins are closed on the right,
 (lo, hi], as `calibration_curve` bins them (a confidence of 0 falls in the first).
+
+Probabilities are softmax(logits / T), T the temperature fitted on the validation split when the
+checkpoint was trained (calibration.py; 1 with `calibrate: false`): what predict serves. Beside
+`ece`, each split's scores hold `ece_uncalibrated` (the raw softmax's) and `temperature`.
 """
 
+import dataclasses
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,15 +110,21 @@ class Predictions(SplitRows):
     ids: np.ndarray  # sample ids (file names) of those rows
     labels: np.ndarray  # class index per row, -1 for unlabeled images
     logits: np.ndarray  # (rows, classes) float32
+    temperature: float = 1.0  # the checkpoint's calibration: probabilities are softmax(logits / temperature)
 
     def rows(self, keep: np.ndarray) -> "Predictions":
         """The rows where `keep` is true."""
-        return Predictions(self.classes, *(getattr(self, name)[keep] for name in _ROW_FIELDS))
+        return Predictions(self.classes, *(getattr(self, name)[keep] for name in _ROW_FIELDS), self.temperature)
+
+    def uncalibrated(self) -> "Predictions":
+        """The same rows with the raw softmax (temperature 1): what calibration is measured against."""
+        return dataclasses.replace(self, temperature=1.0)
 
     @property
     def probabilities(self) -> np.ndarray:
-        """Softmax of the logits, in float64."""
-        shifted = self.logits.astype(np.float64) - self.logits.max(axis=1, keepdims=True)
+        """Softmax of logits / temperature, in float64."""
+        scaled = self.logits.astype(np.float64) / self.temperature
+        shifted = scaled - scaled.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         return e / e.sum(axis=1, keepdims=True)
 
@@ -139,7 +150,8 @@ class Predictions(SplitRows):
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, task=np.array("classify"), **{name: np.asarray(getattr(self, name)) for name in _FIELDS})
+                np.savez(f, task=np.array("classify"), temperature=np.array(self.temperature),
+                         **{name: np.asarray(getattr(self, name)) for name in _FIELDS})
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictions":
@@ -162,9 +174,13 @@ class Predictions(SplitRows):
                                    "in it); rerun the predict stage")
             try:
                 arrays = {name: data[name] for name in _FIELDS}
+                # files written before calibration: the raw softmax
+                temperature = float(data["temperature"]) if "temperature" in data.files else 1.0
             except unreadable:
                 raise not_npz from None
-        pred = cls(**arrays)
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise VistageError(f"{path}: temperature {temperature} is not a positive number; rerun the predict stage")
+        pred = cls(**arrays, temperature=temperature)
         pred._check(path)
         return pred
 
@@ -216,7 +232,7 @@ def predict_splits(trained, store, split_path: Path, checkpoint: Path, store_dir
         splits += [name] * len(split_rows)
     rows = np.concatenate(rows)
     return Predictions(np.array(store.classes), np.array(splits), rows, store.samples["id"].to_numpy(str)[rows],
-                       store.samples["label"].to_numpy(np.int64)[rows], np.concatenate(logits))
+                       store.samples["label"].to_numpy(np.int64)[rows], np.concatenate(logits), trained.temperature)
 
 
 def _labeled(pred: Predictions) -> Predictions:
@@ -273,6 +289,9 @@ def classification_metrics(pred: Predictions) -> dict[str, int | float]:
         scores |= {f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1}
     scores["loss"] = log_loss(y, probs, labels=labels)
     scores["ece"] = expected_calibration_error(pred)
+    # calibrate: the same scores of the raw softmax, and the temperature between them
+    scores["ece_uncalibrated"] = expected_calibration_error(pred.uncalibrated())
+    scores["temperature"] = pred.temperature
     return {"images": int(len(y)), **{name: round(float(v), DIGITS) for name, v in scores.items()}}
 
 

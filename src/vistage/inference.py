@@ -76,6 +76,7 @@ class TrainedModel:
         self.normalize = Normalizer(trained.info.mean, trained.info.std, device, size=self.params.get("input_size"))
         self.device = device
         self.epoch = trained.epoch
+        self.temperature = trained.temperature  # fitted on the validation split (1.0: calibrate false)
 
     def logits(self, images: np.ndarray, index: np.ndarray, batch_size: int = 256):
         # the test-time augmentation it was validated with during training

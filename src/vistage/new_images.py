@@ -52,9 +52,10 @@ def logits_with_progress(trained, images: np.ndarray, index: np.ndarray, what: s
     return torch.cat(outs), np.concatenate(rows)
 
 
-def top_k_table(ids: list[str], logits, classes: list[str], top_k: int) -> pd.DataFrame:
-    """One row per image: id, predicted, confidence, then top1..topK and their probabilities."""
-    probs = logits.softmax(1).numpy()
+def top_k_table(ids: list[str], logits, classes: list[str], top_k: int, temperature: float = 1.0) -> pd.DataFrame:
+    """One row per image: id, predicted, confidence, then top1..topK and their probabilities
+    (softmax of logits / temperature: the checkpoint's calibration)."""
+    probs = (logits.double() / temperature).softmax(1).numpy()
     k = min(top_k, len(classes))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     names, at = np.array(classes), np.arange(len(ids))
@@ -78,7 +79,7 @@ def predict_new(trained, input_path: Path, on_bad_image: str, path_column: str =
     if not samples:
         if not empty_ok:
             raise VistageError(f"{option}: no images found in {input_path}")
-        return top_k_table([], torch.zeros(0, len(trained.classes)), trained.classes, top_k), bad
+        return top_k_table([], torch.zeros(0, len(trained.classes)), trained.classes, top_k, trained.temperature), bad
     size = trained.image_size
     policy = (trained.params.get("data") or {}).get("resize", "crop")
     with tempfile.TemporaryDirectory(prefix="vistage-predict-") as tmp:  # bounded memory however many images
@@ -89,7 +90,8 @@ def predict_new(trained, input_path: Path, on_bad_image: str, path_column: str =
             raise bad_image_error(sorted(decode_bad), "predict", listed="")
         logits, rows = logits_with_progress(trained, images, np.flatnonzero(ok), f"{len(samples)} new images")
         del images
-    return top_k_table([samples[r].id for r in rows], logits, trained.classes, top_k), bad + decode_bad
+    return (top_k_table([samples[r].id for r in rows], logits, trained.classes, top_k, trained.temperature),
+            bad + decode_bad)
 
 
 def predict_images(checkpoint: Path, input_path: Path, device: str, on_bad_image: str, path_column: str = "path",

@@ -160,6 +160,8 @@ class Params(_Strict):
                                                     "instead of one batch at a time")
     freeze_norm: bool = Field(False, description="keep BatchNorm statistics as pretrained while fine-tuning "
                                                  "(small data, small batches)")
+    calibrate: bool = Field(True, description="fit a temperature on the validation logits (post-hoc scaling): "
+                                              "predict's probabilities mean what they say; false: raw softmax")
     data: DataParams = Field(default_factory=DataParams)
 
     # task

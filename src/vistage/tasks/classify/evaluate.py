@@ -20,4 +20,9 @@ def evaluate(logits: Path, paths: EvaluatePaths) -> list[str]:
         tables.append((paths.confusion_pairs, evaluation.confusion_pairs(headline)))
     evaluation.write_tables(tables, paths.metrics, summary)
     return [f"{name}, {m['images']} images: accuracy {m['accuracy']:.4f}, macro F1 {m['f1_macro']:.4f}, "
-            f"ECE {m['ece']:.4f}" for name, m in summary.items()]
+            f"ECE {m['ece']:.4f}{_calibrated(m)}" for name, m in summary.items()]
+
+
+def _calibrated(m: dict) -> str:
+    return "" if m["temperature"] == 1.0 else \
+        f" (temperature {m['temperature']:.3g}; {m['ece_uncalibrated']:.4f} without it)"

@@ -85,7 +85,8 @@ def _submission(p, trained, data, split: Path, top_k: int):
     table = load_split(split)
     rows = table.loc[table["split"] == "unlabeled", "index"].to_numpy(np.int64)
     logits, rows = logits_with_progress(trained, data.images, rows, f"{len(rows)} unlabeled images")
-    from_split = top_k_table(data.samples["id"].to_numpy(str)[rows].tolist(), logits, trained.classes, top_k)
+    from_split = top_k_table(data.samples["id"].to_numpy(str)[rows].tolist(), logits, trained.classes, top_k,
+                             trained.temperature)
     new, bad = predict_new(trained, Path(p.predict_input), p.data.on_bad_image, p.data.csv_path_column, top_k,
                            option="predict_input", empty_ok=True)
     skipped = f", {len(bad)} bad files skipped (first: {bad[0][0]})" if bad else ""

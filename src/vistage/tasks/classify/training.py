@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ... import feature_cache
+from ...calibration import fit_temperature
 from ...batches import (SampleTransformed, epoch_batches, resident_batches, resident_store, store_batches,
                         transformed_batches)
 from ...data.split import load_split
@@ -38,6 +39,7 @@ class ClassifyTraining(TaskTraining):
         self.per_sample: SampleTransformed | None = None  # the store through the per-sample augmentations
         self.resident: tuple[torch.Tensor, torch.Tensor] | None = None  # data_on_device: images and labels there
         self.features: feature_cache.FeatureCache | None = None  # the frozen backbone's, while it is frozen
+        self.temperature: float | None = None  # calibrate: fitted on the last validation's logits
 
     def build(self, params):
         return build_from_params(params, self.num_classes), LOSSES.get(params.loss, "loss")(params)
@@ -91,5 +93,10 @@ class ClassifyTraining(TaskTraining):
             logits, rows = predict_logits(model, self.store.images, self.val_rows, c.normalize, params.batch_size * 2,
                                           c.device, params.tta, c.precision, params.channels_last)
         y_val = torch.from_numpy(self.labels[rows])
+        # fitted on every validation, so a checkpoint holds the temperature of the weights it holds
+        self.temperature = fit_temperature(logits.numpy(), y_val.numpy()) if params.calibrate else None
         return {"val/loss": torch.nn.functional.cross_entropy(logits, y_val).item(),
                 "val/acc": (logits.argmax(1) == y_val).float().mean().item()}
+
+    def checkpoint_extra(self) -> dict:
+        return {} if self.temperature is None else {"temperature": self.temperature}

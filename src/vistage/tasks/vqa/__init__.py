@@ -38,6 +38,8 @@ class VqaTask(Task):
         "gradcam_examples": ("warning", _NOT_GRADCAM),
         "gradcam_layer": ("warning", _NOT_GRADCAM),
         "cost_repeats": ("warning", _NOT_GRADCAM),
+        "calibrate": ("warning", "its answer scores are per-answer sigmoids (vqa.loss soft_bce) or the softmax as "
+                                 "trained; a temperature is fitted for task: classify only"),
     }
 
     def contradictions(self, params) -> tuple[list[str], list[str]]:
