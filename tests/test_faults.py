@@ -58,13 +58,22 @@ def test_a_single_class_stops_the_split(tmp_path):
 
 
 def _jpeg_folder(root, n_per_class=200, size=512):  # a few seconds of decoding: time to kill it
+    """Two classes of noise JPEGs, slow to decode. Each class repeats the bytes of a few encoded
+    images (decoding costs the same; encoding 400 of them took longer than the test's point)."""
+    import io
+
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True)
+        encoded = []
+        for _ in range(4):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, "JPEG")
+            encoded.append(buffer.getvalue())
         for i in range(n_per_class):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / cls / f"{i}.jpg")
+            (root / cls / f"{i}.jpg").write_bytes(encoded[i % len(encoded)])
 
 
 @pytest.mark.slow
@@ -93,11 +102,13 @@ def test_kill_9_of_prepare_leaves_no_decoder_running_and_the_rerun_cleans_up(tmp
     assert not alive, f"decoder processes left running: {[p.pid for p in alive]}"
     assert list((tmp_path / "data").glob(".prepared.*.tmp")), "the kill left no temporary store to clean"
 
-    subprocess.run(cmd, cwd=tmp_path, env=run_env(), check=True, capture_output=True)
+    rerun = run_stage(cmd, tmp_path, run_env())
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert not list((tmp_path / "data").glob(".prepared.*")), "the rerun left the interrupted store behind"
     fresh = tmp_path / "fresh"
-    subprocess.run([*cmd[:-4], "--out", str(fresh), "--metrics", str(tmp_path / "fresh.json")], cwd=tmp_path,
-                   env=run_env(), check=True, capture_output=True)
+    uninterrupted = run_stage([*cmd[:-4], "--out", str(fresh), "--metrics", str(tmp_path / "fresh.json")], tmp_path,
+                              run_env())
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     for name in ("images.npy", "samples.csv", "classes.json"):
         digest = [hashlib.sha256((d / name).read_bytes()).hexdigest() for d in (tmp_path / "data/prepared", fresh)]
         assert digest[0] == digest[1], name
