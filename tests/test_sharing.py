@@ -1,9 +1,10 @@
-"""Working as a team, end to end: machine A runs the pipeline and an experiment and pushes git (a
-bare repository as origin), data, run-cache and the experiment; machine B, a fresh `git clone`,
-pulls and finds everything up to date, predicts at once, reuses A's training through the
-run-cache and applies A's experiment. The commands are those of README.md's "Working as a team"
-for a directory remote (a NAS, a mounted drive) and for S3, against moto's S3 server when the
-`s3` and `dev` extras are installed (skipped otherwise)."""
+"""Working as a team, end to end, with real git and dvc: machine A (a copy of the reproduced
+project) runs an experiment and pushes git (a bare repository as origin), data, the experiment and
+the run-cache to a directory remote (a NAS, a mounted drive) and to S3 (moto's local server, when
+the `s3` extra and moto are installed; that test skips otherwise). One fresh `git clone` per
+remote pulls and finds everything up to date, reuses A's run through the run-cache without
+training, and applies A's experiment by name; the directory one also predicts new images at once
+and survives a failing train. The commands are those of README.md's "Working as a team"."""
 
 import hashlib
 import json
