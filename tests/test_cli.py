@@ -20,7 +20,8 @@ def test_help_lists_every_stage_and_tool():
     result = invoke("--help")
     assert result.exit_code == 0
     listed = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2]
-    assert [c for c in listed if c in (*STAGES, "list", "recipe")] == [*STAGES, "list", "recipe"]
+    tools = ("list", "recipe", "push-run-cache")
+    assert [c for c in listed if c in (*STAGES, *tools)] == [*STAGES, *tools]
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -1,5 +1,5 @@
-"""The `vistage` command: the six stage commands of the top-level stages/ folder, plus `list`
-and `recipe`.
+"""The `vistage` command: the six stage commands of the top-level stages/ folder, plus `list`,
+`recipe` and `push-run-cache`.
 
 Only Typer is imported here; each command imports what it needs when it runs, so
 `vistage --help` answers without loading torch.
@@ -17,6 +17,7 @@ from stages.train import train
 from .command import run
 from .listing import list_keywords
 from .recipe_command import recipe
+from .share_command import push_run_cache
 
 app = typer.Typer(
     name="vistage",
@@ -29,6 +30,7 @@ for command in (prepare, split, train, predict, evaluate, report):
     app.command()(command)
 app.command("list")(list_keywords)
 app.command()(recipe)
+app.command("push-run-cache")(push_run_cache)
 
 
 def main() -> None:
