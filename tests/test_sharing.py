@@ -3,8 +3,7 @@ project) runs an experiment and pushes git (a bare repository as origin), data, 
 the run-cache to a directory remote (a NAS, a mounted drive) and to S3 (moto's local server, when
 the `s3` extra and moto are installed; that test skips otherwise). One fresh `git clone` per
 remote pulls and finds everything up to date, reuses A's run through the run-cache without
-training, and applies A's experiment by name; the directory one also predicts new images at once
-and survives a failing train. The commands are those of README.md's "Working as a team"."""
+training; the directory one also applies A's experiment by name and predicts new images at once. The commands are those of README.md's "Working as a team"."""
 
 import hashlib
 import json
@@ -187,20 +186,8 @@ def test_directory_remote(machine_a, tmp_path):
     submission = pd.read_csv(tmp_path / "submission.csv", dtype={"predicted": str})
     assert len(submission) == 6 and set(submission["predicted"]) <= {str(d) for d in range(10)}
 
-    # A train that fails under DVC on the clone leaves every output as pulled. DVC deleted them
-    # first (no `persist`, for the run-cache); the failing command puts them back: the checkpoints
-    # from DVC's cache, the metrics and curves from git (a fresh clone's cache has none of them).
-    outputs = ["models/best.pt", "models/last.pt", "metrics/train/metrics.json",
-               *(str(p.relative_to(b)) for p in (b / "metrics/train/plots").rglob("*.tsv"))]
-    before = {rel: _sha(b / rel) for rel in outputs}
-    committed = (b / "params.yaml").read_text()
-    (b / "params.yaml").write_text(committed.replace("model: simple_cnn", "model: resnet1800"))
-    failed = run(["dvc", "repro"], b, check=False)
-    assert failed.returncode != 0 and "model: 'resnet1800' is not valid" in failed.stderr + failed.stdout
-    assert "warning" not in failed.stderr + failed.stdout  # nothing that could not be put back
-    (b / "params.yaml").write_text(committed)
-    assert {rel: _sha(b / rel) for rel in outputs if (b / rel).exists()} == before
-    assert json.loads(run(["dvc", "status", "--json"], b).stdout) == {}
+    # (a train that fails under DVC leaves every output as it was: tests/test_guarantees.py's
+    # diverges-under-dvc case and test_pipeline_e2e's bad params, on the same dvc_restore)
 
     # 4. the params A ran and pushed to the run-cache: restored, not trained
     reuse_run_cache(b, exp_hash)
@@ -210,10 +197,10 @@ def test_directory_remote(machine_a, tmp_path):
 
 def test_s3_remote(machine_a, tmp_path):
     """The same with S3 (moto's server) as B's default remote: pull and nothing reruns, the
-    run-cache restores A's run, A's experiment comes by name."""
+    run-cache restores A's run (taking an experiment by name reads the same remote as a pull,
+    which the directory test checks)."""
     a, origin, exp_hash, s3_server = machine_a
     if not s3_server:
         pytest.skip("dvc-s3 or moto is not installed: pip install -e '.[dev]' (which includes the s3 extra)")
     b = clone_and_pull(a, origin, tmp_path / "b", remote="s3")
     reuse_run_cache(b, exp_hash)
-    take_experiment(b, (a / "metrics/eval.json").read_text(), exp_hash)
