@@ -38,6 +38,8 @@ class VqaTask(Task):
         "gradcam_examples": ("warning", _NOT_GRADCAM),
         "gradcam_layer": ("warning", _NOT_GRADCAM),
         "cost_repeats": ("warning", _NOT_GRADCAM),
+        "export": ("error", "exporting a VQA model is not supported yet: vistage exports classifiers only; set "
+                            "export: []"),
     }
 
     def contradictions(self, params) -> tuple[list[str], list[str]]:
