@@ -12,8 +12,10 @@ Opt = typer.Option
 
 
 def predict(params: ParamsFile,
-            out: Annotated[Path, Opt(help="predictions table to write (CSV: one row per test image or question)")],
-            checkpoint: Annotated[Path | None, Opt(help="the checkpoint to predict with")] = None,
+            # optional for --model; `out` stays second and required (Typer reads the Ellipsis so)
+            checkpoint: Annotated[Path | None, Opt(help="the checkpoint to predict with (or --model)")] = None,
+            out: Annotated[Path, Opt(help="predictions table to write (CSV: one row per test image or "
+                                          "question)")] = ...,
             store: Annotated[Path | None, Opt(help="the prepared store to read")] = None,
             split: Annotated[Path | None, Opt(help="the split table to read")] = None,
             logits: Annotated[Path | None, Opt(help="what evaluate scores, to write (.npz: the test and "
