@@ -192,6 +192,13 @@ def test_an_unknown_format_is_a_did_you_mean_error(write_params):
     assert load_params(write_params({"export": ["onnx", "torchscript"]}), keywords=()).export == ["onnx", "torchscript"]
 
 
+def test_the_formats_params_checks_are_the_exporters_registered():
+    from vistage.export import FORMATS
+    from vistage.params import EXPORT_FORMATS
+
+    assert FORMATS.own_names() == sorted(EXPORT_FORMATS)
+
+
 def test_export_is_not_a_training_param():
     """Changing the formats never makes a checkpoint look stale (resume compares training params)."""
     assert "export" not in tiny_params(export=["onnx"]).training_dict()

@@ -38,6 +38,8 @@ from .checkpoint import load_checkpoint
 from .cost import device_name
 from .errors import VistageError
 from .inference import TrainedModel, tta_logits
+from .params import EXPORT_FORMATS
+from .registry import Registry
 from .served import INPUT, OUTPUT, preprocess, require
 
 FILES = {"onnx": "model.onnx", "torchscript": "model.ts"}
@@ -51,6 +53,9 @@ VQA_NOTE = ("exporting a VQA model is not supported yet: vistage exports classif
             "with task: vqa, export must stay []")
 WARMUP = 5
 PARITY_BATCH = 256
+# the exporters by format keyword, for `vistage list export_formats`; params.py checks the names
+# against EXPORT_FORMATS, which keeps this module (and torch.onnx) out of the other stages
+FORMATS = Registry("export")
 
 
 @dataclass
@@ -109,7 +114,7 @@ def _export_classifier(p, paths: ExportPaths, formats: list[str]) -> str:
     with atomic_dir(paths.out) as tmp:
         for fmt in formats:
             try:
-                exported[fmt] = EXPORTERS[fmt](served, trained.image_size, tmp / FILES[fmt])
+                exported[fmt] = FORMATS.get(fmt, "export")(served, trained.image_size, tmp / FILES[fmt])
                 runs[fmt] = runner(fmt, tmp / FILES[fmt])  # a file its runtime cannot load fails here
             except Exception as exc:  # an op the exporter refuses: one line, and the pipeline goes on
                 exported.pop(fmt, None)
@@ -178,21 +183,23 @@ def _quiet():
     return stack
 
 
-def export_onnx(served: nn.Module, size: int, path: Path) -> dict:
+@FORMATS.register(help=EXPORT_FORMATS["onnx"])
+def onnx(served: nn.Module, size: int, path: Path) -> dict:
     """model.onnx by torch.onnx.export (torch.export-based), weights inside, batch dynamic."""
-    import onnx
+    import onnx as onnx_package
 
     example = torch.zeros(2, 3, size, size)  # 2: a batch of 1 would be specialised to a constant
     with _quiet(), torch.no_grad():
         torch.onnx.export(served, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, external_data=False, dynamo=True)
-    imports = onnx.load(str(path), load_external_data=False).opset_import
+    imports = onnx_package.load(str(path), load_external_data=False).opset_import
     opset = next(o.version for o in imports if o.domain in ("", "ai.onnx"))
     return {"file": FILES["onnx"], "opset": int(opset), "runtime": "onnxruntime",
             "exporter": f"torch.onnx.export (torch.export-based), torch {torch.__version__}"}
 
 
-def export_torchscript(served: nn.Module, size: int, path: Path) -> dict:
+@FORMATS.register(help=EXPORT_FORMATS["torchscript"])
+def torchscript(served: nn.Module, size: int, path: Path) -> dict:
     """model.ts by torch.jit.trace (timm's CNNs trace; scripting needs annotations they lack)."""
     example = torch.zeros(2, 3, size, size)
     with _quiet(), torch.no_grad():
@@ -200,9 +207,6 @@ def export_torchscript(served: nn.Module, size: int, path: Path) -> dict:
         torch.jit.save(traced, str(path))
     return {"file": FILES["torchscript"], "runtime": "torch.jit.load (PyTorch, no vistage or timm)",
             "exporter": f"torch.jit.trace, torch {torch.__version__}"}
-
-
-EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
 
 
 def runner(fmt: str, path: Path):
