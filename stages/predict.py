@@ -12,8 +12,10 @@ Opt = typer.Option
 
 
 def predict(params: ParamsFile,
-            checkpoint: Annotated[Path, Opt(help="the checkpoint to predict with")],
-            out: Annotated[Path, Opt(help="predictions table to write (CSV: one row per test image or question)")],
+            # optional for --model; `out` stays second and required (Typer reads the Ellipsis so)
+            checkpoint: Annotated[Path | None, Opt(help="the checkpoint to predict with (or --model)")] = None,
+            out: Annotated[Path, Opt(help="predictions table to write (CSV: one row per test image or "
+                                          "question)")] = ...,
             store: Annotated[Path | None, Opt(help="the prepared store to read")] = None,
             split: Annotated[Path | None, Opt(help="the split table to read")] = None,
             logits: Annotated[Path | None, Opt(help="what evaluate scores, to write (.npz: the test and "
@@ -30,17 +32,20 @@ def predict(params: ParamsFile,
                                                              "(VizWiz's format)")] = None,
             images: Annotated[Path | None, Opt(help="task: vqa with --input: the folder or archive of its images "
                                                     "(default: the file's folder)")] = None,
+            model: Annotated[Path | None, Opt(help="with --input, instead of --checkpoint: an exported model.onnx "
+                                                   "(model.json beside it), run by onnxruntime")] = None,
             ) -> None:
     """Predictions of the test images or questions (the validation ones when there is no test
     split) and what evaluate scores; the submission of the unlabeled rows; Grad-CAM overlays of
     the most confident test mistakes; the inference cost on this machine. With --input: new data,
-    decoded and resized as the checkpoint's store was."""
+    decoded and resized as the checkpoint's store was; with --model, by the exported ONNX model."""
     from vistage.params import load_params
     from vistage.tasks import PredictPaths, create_task
 
     p = load_params(params, keywords=())
     paths = PredictPaths(checkpoint, out, store, split, logits, submission, submission_json, gradcam, cost, input,
-                         images, top_k)
+                         images, top_k, model)
+    paths.check_model()
     typer.echo(f"predict: {create_task(p.task).predict(p, paths)}")
 
 

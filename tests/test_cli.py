@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from vistage.cli import app
 
-STAGES = ("prepare", "split", "train", "predict", "evaluate", "report")
+STAGES = ("prepare", "split", "train", "predict", "evaluate", "report", "export")
 
 
 def invoke(*args):

@@ -18,7 +18,7 @@ from .conftest import ROOT, run_env
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("prepare", "split", "train", "predict", "evaluate", "report")
+STAGES = ("prepare", "split", "train", "predict", "evaluate", "report", "export")
 CODE = ("src/", "stages/")
 
 # Runs `python SCRIPT ARGS...` as `__main__` and writes the project files of the loaded modules.

@@ -91,7 +91,9 @@ def test_dvc_yaml_train_params_cover_the_training_schema():
     declared_data = set(stages["prepare"]["params"]) | set(stages["split"]["params"])
     top_level = set(Params.model_fields) - {"data", "vqa"}
     report_only = {"report_baseline_rev"}  # the report stage depends on the whole params.yaml
-    assert top_level - set(PREDICTION_KEYS) - report_only <= declared
+    export_only = {"export"}  # the export stage's: changing the formats never retrains
+    assert top_level - set(PREDICTION_KEYS) - report_only - export_only <= declared
+    assert export_only <= set(stages["export"]["params"]) and not export_only & set(stages["train"]["params"])
     assert {"params.yaml": None} in stages["report"]["params"]
     assert set(PREDICTION_KEYS) <= set(stages["predict"]["params"])  # read by predict only: train never reruns
     assert not set(PREDICTION_KEYS) & set(stages["train"]["params"])

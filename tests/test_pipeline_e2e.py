@@ -15,12 +15,13 @@ from .conftest import copy_project, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-STAGES = ["prepare", "split", "train", "predict", "evaluate", "report"]
+STAGES = ["prepare", "split", "train", "predict", "evaluate", "report", "export"]
 OUTPUTS = ["data/prepared/images.npy", "data/prepared/samples.csv", "data/prepared/classes.json", "data/split.csv",
            "models/best.pt", "models/last.pt", "reports/predictions.csv", "reports/logits.npz",
            "reports/index.html", "reports/report.md", "metrics/data.json", "metrics/split.json", "metrics/train/metrics.json",
            "metrics/eval.json", "metrics/confusion.csv", "metrics/per_class.csv", "metrics/calibration.csv",
-           "metrics/confusion_pairs.csv", "metrics/cost.json", "reports/submission.csv", "reports/gradcam/index.csv"]
+           "metrics/confusion_pairs.csv", "metrics/cost.json", "reports/submission.csv", "reports/gradcam/index.csv",
+           "models/export/model.json", "metrics/export.json"]
 
 
 def _ran(output: str) -> list[str]:
@@ -150,7 +151,7 @@ def test_experiment_reruns_train_and_after_and_compares(reproduced):
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "baseline"], project)
     exp = run(["dvc", "exp", "run", "-S", "lr=1e-4"], project)
-    assert _ran(exp.stdout) == ["train", "predict", "evaluate", "report"]
+    assert _ran(exp.stdout) == ["train", "predict", "evaluate", "report", "export"]
     assert yaml.safe_load((project / "params.yaml").read_text())["lr"] == pytest.approx(1e-4)
     shown = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], project).stdout))
     assert "0.0001" in shown and "accuracy" in shown

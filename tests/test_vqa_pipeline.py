@@ -258,7 +258,7 @@ def test_dvc_exp_run_task_vqa_on_a_slice_of_easy_vqa(tmp_path):
             "vqa.hidden": 64, "vqa.embed_dim": 32, "vqa.dropout": 0.0}
     exp = run(["dvc", "exp", "run", *[a for k, v in sets.items() for a in ("-S", f"{k}={v}")]], project)
     assert [line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")] == \
-        ["prepare", "split", "train", "predict", "evaluate", "report"]
+        ["prepare", "split", "train", "predict", "evaluate", "report", "export"]
     questions = len(json.loads((data / "qa.json").read_text()))
     assert json.loads((project / "metrics/data.json").read_text())["questions"] == questions
     split = json.loads((project / "metrics/split.json").read_text())

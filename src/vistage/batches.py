@@ -25,11 +25,16 @@ class Normalizer:
 
     def __call__(self, x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
         x = x_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255.0)
-        x = (x - self.mean) / self.std
-        if self.size and x.shape[-1] != self.size:
-            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                                                align_corners=False, antialias=x.shape[-1] > self.size)
-        return x
+        return resize_batch((x - self.mean) / self.std, self.size)
+
+
+def resize_batch(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """A normalised NCHW batch resized to size x size (bilinear; antialiased when shrinking); as it
+    is when `size` is None or already its size. The exported models run this too (export.py)."""
+    if size and x.shape[-1] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                            antialias=x.shape[-1] > size)
+    return x
 
 
 def channel_stats(images: np.ndarray, index: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:

@@ -1,4 +1,4 @@
-"""The `vistage` command: the six stage commands of the top-level stages/ folder, plus `list`,
+"""The `vistage` command: the seven stage commands of the top-level stages/ folder, plus `list`,
 `recipe` and `push-run-cache`.
 
 Only Typer is imported here; each command imports what it needs when it runs, so
@@ -8,6 +8,7 @@ Only Typer is imported here; each command imports what it needs when it runs, so
 import typer
 
 from stages.evaluate import evaluate
+from stages.export import export
 from stages.predict import predict
 from stages.prepare import prepare
 from stages.report import report
@@ -26,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (prepare, split, train, predict, evaluate, report):
+for command in (prepare, split, train, predict, evaluate, report, export):
     app.command()(command)
 app.command("list")(list_keywords)
 app.command()(recipe)

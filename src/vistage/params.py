@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import VistageError, closest
+from .errors import VistageError, choice_error, closest
 from .tasks import create_task
 
 
@@ -142,6 +142,10 @@ class Params(_Strict):
                                                         "(null: picked for the model)")
     cost_repeats: int = Field(30, ge=1, description="timed batch-1 runs for the latency in metrics/cost.json")
 
+    # model export (read by the export stage only; not part of training)
+    export: list[str] = Field(default_factory=list, description="formats the export stage writes beside model.json "
+                                                                "(onnx, torchscript); empty: model.json only")
+
     # the report (read by the report stage only; not part of training)
     report_baseline_rev: str | None = Field(
         "HEAD", description="git revision whose metrics the report compares with (empty: no comparison)")
@@ -172,7 +176,7 @@ class Params(_Strict):
     def training_dict(self) -> dict[str, Any]:
         """Every param that shapes a trained model (stored in checkpoints to detect stale resumes);
         the prediction and report settings are not among them: changing one never restarts a training run."""
-        return self.model_dump(mode="json", exclude=set(PREDICTION_KEYS) | {"report_baseline_rev"})
+        return self.model_dump(mode="json", exclude=set(PREDICTION_KEYS) | {"report_baseline_rev", "export"})
 
 
 def _suggest_key(model: type[BaseModel], key: str) -> str:
@@ -214,6 +218,10 @@ KEYWORD_REGISTRIES = {
 }
 # a task adds its own (tasks/base.py: Task.keyword_registries); the data stages check the sources
 DATA_KEYWORDS = ("data.source", "vqa.source")
+# the formats of `export:` (vistage/export.py writes them). Checked here, in every stage, from this
+# list rather than a registry module: a registry would put the exporter's code into train's deps
+EXPORT_FORMATS = {"onnx": "ONNX, for onnxruntime and most serving runtimes (model.onnx)",
+                  "torchscript": "TorchScript, for PyTorch without vistage or timm (model.ts)"}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -250,6 +258,13 @@ def check_fractions(params: Params, where: str | Path) -> None:
     if params.data.val_fraction + params.data.test_fraction >= 1:
         raise VistageError(f"{where}: data.val_fraction + data.test_fraction must be below 1, got "
                            f"{params.data.val_fraction} + {params.data.test_fraction}")
+
+
+def check_export(params: Params, where: str | Path) -> None:
+    """Every format of `export:` is a known one (a did-you-mean error, as for the keywords)."""
+    for name in params.export:
+        if name not in EXPORT_FORMATS:
+            raise choice_error("export", name, EXPORT_FORMATS, where=str(where))
 
 
 def contradictions(params: Params, where: str | Path) -> list[str]:
@@ -303,6 +318,7 @@ def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] | No
     except ValidationError as err:
         raise VistageError(_format_error(path, err)) from None
     check_fractions(params, path)
+    check_export(params, path)
     create_task(params.task, str(path))  # an unknown task is the usual one-line error
     check_keywords(params, keywords, where=str(path))
     if keywords is None or "model" in keywords:  # the stages that train: the training settings must agree

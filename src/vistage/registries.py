@@ -10,6 +10,7 @@ import importlib
 
 from .augment import AUGMENTATIONS
 from .data.sources import SOURCES
+from .export import FORMATS
 from .losses import LOSSES
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULERS
@@ -33,5 +34,6 @@ ALL = {
     "losses": LOSSES,
     "augmentations": AUGMENTATIONS,
     "sources": SOURCES,
+    "export_formats": FORMATS,
     **_task_registries(),
 }

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import shown_value
+from ..errors import VistageError, shown_value
 
 
 @dataclass
 class PredictPaths:
     """What the predict stage reads and writes (dvc.yaml's paths; None: not asked for)."""
 
-    checkpoint: Path
+    checkpoint: Path | None  # None only with `model`
     out: Path
     store: Path | None = None
     split: Path | None = None
@@ -44,6 +44,18 @@ class PredictPaths:
     input: Path | None = None  # new data to predict instead of the store's test and val rows
     images: Path | None = None  # with input (vqa): the folder or archive of its images
     top_k: int | None = None  # classes listed per new image (default: params predict_top_k)
+    model: Path | None = None  # with input, instead of checkpoint: an exported model.onnx (served.py)
+
+    def check_model(self) -> None:
+        """A checkpoint, or an exported model with --input: one of the two."""
+        if self.model is None and self.checkpoint is None:
+            raise VistageError("predict: --checkpoint needed (or --model with --input, for an exported model)")
+        if self.model is not None and (self.checkpoint is not None or self.input is None):
+            raise VistageError("predict: --model runs an exported model on new images: give it with --input, "
+                               "without --checkpoint")
+        if self.model is not None and self.cost is not None:
+            raise VistageError("predict: --cost times the checkpoint; the export stage times the exported model "
+                               "(metrics/export.json)")
 
 
 @dataclass

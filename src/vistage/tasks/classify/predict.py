@@ -24,6 +24,10 @@ def predict(p, paths: PredictPaths) -> str:
     if paths.images is not None:
         raise VistageError("predict: --images is task: vqa's (the images of a questions file); task: classify "
                            "reads its images from --input")
+    if paths.model is not None:  # an exported model, through onnxruntime (checked: with --input)
+        from ...served import OnnxModel
+
+        return _predict_new_images(p, OnnxModel(paths.model), paths.input, paths.out, top_k)
     trained = TrainedModel(paths.checkpoint, resolve_device(p.device))
     if paths.input is not None:
         done = [_predict_new_images(p, trained, paths.input, paths.out, top_k)]

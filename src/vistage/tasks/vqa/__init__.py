@@ -40,6 +40,8 @@ class VqaTask(Task):
         "cost_repeats": ("warning", _NOT_GRADCAM),
         "calibrate": ("warning", "its answer scores are per-answer sigmoids (vqa.loss soft_bce) or the softmax as "
                                  "trained; a temperature is fitted for task: classify only"),
+        "export": ("error", "exporting a VQA model is not supported yet: vistage exports classifiers only; set "
+                            "export: []"),
     }
 
     def contradictions(self, params) -> tuple[list[str], list[str]]:

@@ -120,6 +120,8 @@ def predict(p, paths) -> str:
     holding stale files."""
     from ...io import atomic_dir, write_json
 
+    if paths.model is not None:
+        raise VistageError("predict: --model: exporting a VQA model is not supported yet; predict with --checkpoint")
     if paths.top_k is not None:
         raise VistageError("predict: --top-k is task: classify's; task: vqa gives one answer per question")
     if paths.input is not None:
