@@ -96,7 +96,7 @@ def test_model_json_holds_what_a_server_needs(exported, smoke_checkpoint):
     assert pre["mean"] == state["normalize"]["mean"] and pre["std"] == state["normalize"]["std"]
     assert card["input"] == {"name": "image", "dtype": "float32", "layout": "NCHW", "shape": ["batch", 3, 8, 8],
                              "dynamic_batch": True}
-    assert card["temperature"] == 1.0 and card["probabilities"] == "softmax(logits / temperature)"
+    assert card["temperature"] == state["temperature"] != 1.0 and card["probabilities"] == "softmax(logits / temperature)"
     assert card["formats"]["onnx"]["file"] == "model.onnx" and card["formats"]["onnx"]["opset"] >= 17
     assert card["formats"]["torchscript"]["file"] == "model.ts" and "failed" not in card
 

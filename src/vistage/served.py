@@ -68,6 +68,7 @@ class OnnxModel:
         self.image_size: int = int(pre["image_size"])
         self.params = {"data": {"resize": pre["resize"]}}  # what predict_new reads of a checkpoint's params
         self.mean, self.std = pre["mean"], pre["std"]
+        self.temperature = float(card.get("temperature", 1.0))  # the checkpoint's calibration, as predict applies it
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: x})[0]
