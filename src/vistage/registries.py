@@ -10,6 +10,7 @@ import importlib
 
 from .augment import AUGMENTATIONS
 from .data.sources import SOURCES
+from .head_solve import HEADS
 from .losses import LOSSES
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULERS
@@ -31,6 +32,7 @@ ALL = {
     "optimizers": OPTIMIZERS,
     "schedulers": SCHEDULERS,
     "losses": LOSSES,
+    "heads": HEADS,
     "augmentations": AUGMENTATIONS,
     "sources": SOURCES,
     **_task_registries(),
