@@ -38,7 +38,8 @@ class DataParams(_Strict):
     csv_split_column: str | None = Field(None, description="csv: optional column of predefined splits")
     csv_group_column: str | None = Field(None, description="csv: optional column of groups kept in one split")
     image_size: int = Field(32, ge=4, le=4096, description="side of the square images in the store")
-    resize: Literal["crop", "pad"] = Field("crop", description="other sizes: shorter side + centre crop, or pad")
+    resize: Literal["crop", "pad", "squash"] = Field(
+        "crop", description="other sizes: shorter side + centre crop, pad to a square, or squash to it")
     follow_links: bool = Field(False, description="folder: read links to folders and files (also outside data.path)")
     on_bad_image: Literal["error", "skip"] = Field("error", description="unreadable images: stop, or skip and list")
     workers: int | None = Field(None, ge=1, description="decoding processes (null: one per core)")
