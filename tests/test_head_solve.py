@@ -53,8 +53,8 @@ def test_solve_picks_c_on_val_and_is_deterministic():
     assert a.c == b.c and torch.equal(heads[0].weight, heads[1].weight)  # the same run, the same head
     # convex: another start reaches the same optimum, within the solver's tolerance
     assert other.c == a.c and torch.allclose(heads[2].weight, heads[0].weight, atol=1e-3)
-    best = max(acc for _, acc, _ in a.tried)
-    assert a.val_acc == best and [t[0] for t in a.tried].index(a.c) < len(a.tried) - 1  # not the weakest L2
+    assert a.val_loss == min(loss for _, _, loss in a.tried)
+    assert 0 < [t[0] for t in a.tried].index(a.c) < len(a.tried) - 1  # inside the grid: neither end
     assert (heads[0](xv).argmax(1) == yv).float().mean().item() == pytest.approx(a.val_acc)
     assert a.val_acc > 0.6  # chance: 0.25
 

@@ -9,10 +9,14 @@ one pass: full-batch L-BFGS on
 (W: the classifier's weight matrices, biases unpenalised; n: training images), which is
 scikit-learn's LogisticRegression objective divided by C n, so C means what it means there. Each C
 of a small log grid is solved in turn, from the strongest regularisation to the weakest, each
-starting from the previous optimum (a warm start: the path is cheap), and the C whose head scores
-best on the validation split is kept, as LogisticRegressionCV picks its C (ties: the lower
-validation loss, which also favours the better calibrated head). For a linear classifier the
-objective is convex, so the result is the optimum whatever the initial weights, and deterministic.
+starting from the previous optimum (a warm start: the path is cheap), and the C whose head has
+the lowest cross-entropy on the validation split is kept (LogisticRegressionCV with
+scoring="neg_log_loss"). Not the highest accuracy: on a small validation split accuracy moves in
+steps of one image and ties across half the grid, and the tie then falls to the strongest L2, whose
+head is far too unsure of itself. Measured on the pets sample's 5 folds (recipes/README.md), the
+cross-entropy's choice scored the same test accuracy as the accuracy's (88.1%) with an expected
+calibration error of 0.08 against 0.58. For a linear classifier the objective is convex, so the
+result is the optimum whatever the initial weights, and deterministic.
 """
 
 import time
@@ -68,7 +72,7 @@ class Solved:
 
     def line(self) -> str:
         return (f"head solved on cached features (L-BFGS, {len(self.tried)} L2 strengths in {self.seconds:.1f}s): "
-                f"C={self.c:.3g} chosen on val, val acc {self.val_acc:.4f}, val loss {self.val_loss:.4f}, "
+                f"C={self.c:.3g} chosen on val (lowest val loss), val acc {self.val_acc:.4f}, val loss {self.val_loss:.4f}, "
                 f"train acc {self.train_acc:.4f}")
 
 
@@ -110,7 +114,7 @@ def solve_head(head: nn.Module, data: HeadData, grid: tuple[float, ...] = C_GRID
         fit(head, data.train_x, data.train_y, c)
         acc, loss = scores(head, data.val_views, data.val_y)
         tried.append((c, acc, loss))
-        if best is None or (acc, -loss) > (best[1], -best[2]):
+        if best is None or loss < best[2]:
             best, best_state = (c, acc, loss), {k: v.clone() for k, v in head.state_dict().items()}
     head.load_state_dict(best_state)
     train_acc, train_loss = scores(head, [data.train_x], data.train_y)
