@@ -24,6 +24,7 @@ def _blobs(n: int, seed: int, d: int = 32, k: int = 4, spread: float = 1.0):
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
 
 
+@pytest.mark.slow  # scikit-learn's import and fits: about 8 s on a loaded 2-core machine
 def test_fit_reaches_scikit_learns_optimum():
     from sklearn.linear_model import LogisticRegression
 
