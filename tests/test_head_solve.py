@@ -84,6 +84,12 @@ def test_head_solve_without_a_feature_cache_is_one_line_error(tmp_path, text, wh
     assert "\n" not in str(exc.value) and "head: solve" in str(exc.value)
 
 
+def test_head_solve_with_task_vqa_is_refused(tmp_path):
+    text = "task: vqa\nhead: solve\nfreeze: backbone\naugment: []\nepochs: 1\n"
+    with pytest.raises(VistageError, match="head: 'solve' is not read with task: vqa"):
+        load_params(_params_file(tmp_path, text))
+
+
 def test_kept_note_says_which_model_won():
     solved = {"head_C": 0.1, "head_val_acc": 0.9, "best_val_acc": 0.9, "epochs_trained": 3, "best_epoch": 1}
     assert "fine-tuning did not beat the solved head's val acc 0.9000 (C=0.1)" in _kept_note(solved)
