@@ -101,7 +101,9 @@ def test_kept_note_says_which_model_won():
 def test_train_with_head_solve_learns_digits_and_keeps_the_head(digits_store, tmp_path):
     # the small CNN's random, frozen features: the solved head alone must learn, then one fine-tuning
     # epoch at a tiny lr cannot beat it, so best.pt must be the solved head's epoch
-    params = tiny_params(freeze="backbone", head="solve", augment=[], freeze_epochs=1, epochs=2, lr=1e-6)
+    # val_every: 2 validates after the last epoch only, but the solve epoch is validated all the same
+    params = tiny_params(freeze="backbone", head="solve", augment=[], freeze_epochs=1, epochs=2, lr=1e-6,
+                         val_every=2)
     result = train(params, train_paths(digits_store, tmp_path))
     assert result["head_val_acc"] > 0.8 and result["best_val_acc"] == pytest.approx(result["head_val_acc"])
     assert result["best_epoch"] == 1 and load_checkpoint(tmp_path / "models" / "best.pt")["epoch"] == 1

@@ -110,11 +110,13 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
         epochs_task = progress.add_task("epochs", total=params.epochs, completed=standing.epoch, info="")
         for epoch in range(standing.epoch, params.epochs):
             wrapped = _wrapped_for(epoch, params, data, c, wrapped)
-            if (solver := HEADS.get(params.head, "head")(params)) and wrapped.frozen:
+            solving = bool(solver := HEADS.get(params.head, "head")(params)) and wrapped.frozen
+            if solving:
                 head, train_metrics, throughput = _solve_head(solver, params, data, c, wrapped)
             else:
                 train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
-            validated = _validate(params, data, c) if _validates(params, epoch) else {}
+            # the solved head is always validated: its val score is what fine-tuning has to beat
+            validated = _validate(params, data, c) if _validates(params, epoch) or solving else {}
             _check_finite({**train_metrics, **validated}, epoch, params)
             metrics = {**train_metrics, **validated, "lr": c.schedule.lr, "throughput": throughput}
             c.schedule.step_epoch(metrics.get(monitor))
