@@ -296,7 +296,7 @@ def _head_solve_errors(p: Params) -> list[str]:
     first epoch): anything that prevents the cache, or frozen epochs after the solve, is a mistake."""
     if p.head != "solve":
         return []
-    from .feature_cache import CACHEABLE_AUGMENT  # torch-free module constants only
+    from .feature_cache import CACHEABLE_AUGMENT  # imports torch: only with head: solve, whose stage trains
 
     if p.freeze != "backbone":
         return ["head: solve fits the classifier on a frozen backbone's cached features: set freeze: backbone "

@@ -77,14 +77,14 @@ class ClassifyTraining(TaskTraining):
             return None
         from ...head_solve import HeadData
 
-        cache = self.features
+        cache, train, val = self.features, np.sort(self.train_rows), np.sort(self.val_rows)
         views = [cache.features] + ([cache.flipped] if cache.flipped is not None else [])
-        y = torch.from_numpy(self.labels[np.sort(self.train_rows)]).to(cache.features.device)
-        val_rows = np.sort(self.val_rows)
-        val_views = views if "flip" in params.tta and cache.flipped is not None else views[:1]
-        return HeadData(torch.cat([cache.lookup(np.sort(self.train_rows), v) for v in views]), y.repeat(len(views)),
-                        [cache.lookup(val_rows, v) for v in val_views],
-                        torch.from_numpy(self.labels[val_rows]).to(cache.features.device), cache.seconds)
+        device = cache.features.device
+        # the solve trains on every cached view; it scores val on the views validate() averages
+        return HeadData(torch.cat([cache.lookup(train, v) for v in views]),
+                        torch.from_numpy(self.labels[train]).to(device).repeat(len(views)),
+                        [cache.lookup(val, v) for v in (views if "flip" in params.tta else views[:1])],
+                        torch.from_numpy(self.labels[val]).to(device), cache.seconds)
 
     def epoch_batches(self, params, generator, drop_last, rank, world):
         return epoch_batches(self.train_rows, params.batch_size, generator, drop_last, rank, world,
