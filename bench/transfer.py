@@ -14,7 +14,7 @@ over its sorted WordNet ids, all 50 images of each, 64x64; read through a CSV as
 recipes/tiny_imagenet_csv.py writes it), or the path of any folder or archive of <class>/<image>.
 
     python bench/transfer.py [--data pets|tiny|PATH] [--size 224] [--resize crop|pad|squash]
-        [--folds 5] [--max-folds 3] [-S key=value ...] [--setup "key=value key=value" ...]
+        [--folds 5] [--max-folds 3 | --fold 1 --fold 2] [-S key=value ...] [--setup "key=value key=value" ...]
         [--probe-only] [--json results.json]
 
 Prints, per fold and pooled over every test image: test accuracy and expected calibration error
@@ -164,6 +164,8 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=50, help="tiny: how many of its 200 classes")
     ap.add_argument("--folds", type=int, default=5, help="stratified folds, each the test split once (1: one split)")
     ap.add_argument("--max-folds", type=int, default=0, help="score only the first N folds (0: all)")
+    ap.add_argument("--fold", dest="only", type=int, action="append", default=[],
+                    help="score only this fold (repeatable; e.g. to spread folds over runs)")
     ap.add_argument("--val", type=float, default=0.2, help="with --folds 1")
     ap.add_argument("--test", type=float, default=0.2, help="with --folds 1")
     ap.add_argument("-S", dest="overrides", action="append", default=[], help="key=value on top of the recipe")
@@ -189,6 +191,8 @@ def main() -> None:
         labels = store.samples["label"].to_numpy()
         tables = fold_tables(store, args.folds, args.val, args.test)
         for k, table in enumerate(tables[:args.max_folds or None]):
+            if args.only and k not in args.only:
+                continue
             n_test = int((table["split"] == "test").sum())
             probe = linear_probe(cache, labels, table, store.classes)
             print(f"  fold {k}: {n_test} test images: probe {probe['test_acc']:.4f} (C={probe['C']:.3g}, "

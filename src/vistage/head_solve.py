@@ -73,8 +73,8 @@ class Solved:
 
     def line(self) -> str:
         return (f"head solved on cached features (L-BFGS, {len(self.tried)} L2 strengths in {self.seconds:.1f}s): "
-                f"C={self.c:.3g} chosen on val (lowest val loss), val acc {self.val_acc:.4f}, val loss {self.val_loss:.4f}, "
-                f"train acc {self.train_acc:.4f}")
+                f"C={self.c:.3g} chosen on val (lowest val loss), val acc {self.val_acc:.4f}, "
+                f"val loss {self.val_loss:.4f}, train acc {self.train_acc:.4f}")
 
 
 def fit(head: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float, max_iter: int = MAX_ITER) -> float:
