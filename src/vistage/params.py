@@ -294,7 +294,7 @@ def contradictions(params: Params, where: str | Path) -> list[str]:
 def _head_solve_errors(p: Params) -> list[str]:
     """head: solve fits the classifier on cached features of a frozen backbone in one pass (the
     first epoch): anything that prevents the cache, or frozen epochs after the solve, is a mistake."""
-    if p.head != "solve":
+    if p.head != "solve" or not create_task(p.task).reads("head"):  # a task that has no such head refuses it
         return []
     from .feature_cache import CACHEABLE_AUGMENT  # imports torch: only with head: solve, whose stage trains
 
