@@ -2,19 +2,30 @@
 
 Linear probe: scikit-learn's LogisticRegression on the frozen backbone's features (the pooled
 pre-logits of tf_efficientnet_lite0 with its packaged ImageNet weights), C chosen on the val
-split. vistage: the train stage's loop with recipes/pets-transfer.yaml's params (its data block
-aside): `freeze_epochs` epochs of the classifier on cached features (the feature cache: seconds),
-then every layer fine-tuned; its best-by-val checkpoint scored on the test split as the predict
-stage scores it. By default on 5 stratified folds, each the test split once and the next one
-validation, so every image is scored once by a model that never saw it.
+split from the same grid as `head: solve` (head_solve.C_GRID). vistage: the train stage's loop
+with recipes/pets-transfer.yaml's params (its data block aside), each `--setup` a variant of them;
+its best-by-val checkpoint scored on the test split as the predict stage scores it. By default on
+5 stratified folds, each the test split once and the next one validation, so every image is scored
+once by a model that never saw it.
 
-    python bench/transfer.py [--data ../shared/datasets/oxford-pets-sample.tar] [--size 224]
-        [--folds 5] [-S freeze_epochs=30] [-S epochs=34] ...
+Data (`--data`): `pets` (../shared/datasets/oxford-pets-sample.tar, 370 photos of 37 breeds),
+`tiny` (../shared/datasets/tiny-imagenet-200-train.tar: `--classes` of its 200 classes, spread
+over its sorted WordNet ids, all 50 images of each, 64x64; read through a CSV as
+recipes/tiny_imagenet_csv.py writes it), or the path of any folder or archive of <class>/<image>.
 
-Prints test accuracy of both per fold and pooled over every test image, and the time each took.
+    python bench/transfer.py [--data pets|tiny|PATH] [--size 224] [--resize crop|pad|squash]
+        [--folds 5] [--max-folds 3 | --fold 1 --fold 2] [-S key=value ...] [--setup "key=value key=value" ...]
+        [--probe-only] [--json results.json]
+
+Prints, per fold and pooled over every test image: test accuracy and expected calibration error
+(15 bins, evaluate's) of the probe and of each setup, the C each chose, which checkpoint each run
+kept, and its time split into feature extraction, head solve and the rest of the run (fine-tuning
+with its validation, plus building the model and writing checkpoints).
 """
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,18 +35,41 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PETS = ROOT.parent / "shared" / "datasets" / "oxford-pets-sample.tar"
+DATASETS = ROOT.parent / "shared" / "datasets"
+PETS = DATASETS / "oxford-pets-sample.tar"
+TINY = DATASETS / "tiny-imagenet-200-train.tar"
 # the recipe's training params (its data block aside: the bench makes its own splits)
 RECIPE = {k: v for k, v in yaml.safe_load((ROOT / "recipes" / "pets-transfer.yaml").read_text()).items() if k != "data"}
 
 
-def prepare(data: str, size: int, work: Path) -> "Store":
+def prepare(data: str, size: int, resize: str, classes: int, work: Path) -> "Store":
     from vistage.data.sources import load_source
     from vistage.data.store import load_store, write_store
     from vistage.params import DataParams
 
-    write_store(work / "prepared", load_source(DataParams(source="folder", path=data)), size)
+    if data == "tiny":
+        source = DataParams(source="csv", path=str(tiny_csv(classes, work)), root=str(work / "tiny"))
+    else:
+        source = DataParams(source="folder", path=str(PETS) if data == "pets" else data)
+    write_store(work / "prepared", load_source(source), size, resize)
     return load_store(work / "prepared")
+
+
+def tiny_csv(classes: int, work: Path) -> Path:
+    """Tiny ImageNet's train archive extracted under `work`, and a CSV of `classes` of its classes
+    (every 200/classes-th of the sorted WordNet ids: spread over the ids, not the first few)."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "recipes"))
+    from tiny_imagenet_csv import build_csv
+
+    csv_path, _, _ = build_csv(TINY, work / "tiny")
+    table = pd.read_csv(csv_path)
+    wnids = sorted(table["label"].unique())
+    kept = wnids[::max(1, len(wnids) // classes)][:classes]
+    subset = work / "tiny" / "subset.csv"
+    table[table["label"].isin(kept)].to_csv(subset, index=False)
+    return subset
 
 
 def fold_tables(store, folds: int, val: float, test: float) -> list:
@@ -74,20 +108,32 @@ def probe_features(store, params):
     return compute_features(model, store.images, rows, Normalizer(mean, std, "cpu"), 64, torch.device("cpu"))
 
 
-def linear_probe(cache, labels: np.ndarray, table) -> dict:
+def linear_probe(cache, labels: np.ndarray, table, classes: list[str]) -> dict:
     from sklearn.linear_model import LogisticRegression
+
+    from vistage.head_solve import C_GRID
 
     started = time.perf_counter()
     rows = {name: np.sort(table.loc[table["split"] == name, "index"].to_numpy()) for name in ("train", "val", "test")}
     feats = {name: cache.lookup(r).numpy() for name, r in rows.items()}
     ys = {name: labels[r] for name, r in rows.items()}
-    best = (-1.0, None)
-    for c in (0.01, 0.1, 1.0, 10.0):
+    best = (-1.0, None, None)
+    for c in C_GRID:  # ascending; ties keep the first (the stronger L2)
         clf = LogisticRegression(C=c, max_iter=3000).fit(feats["train"], ys["train"])
-        best = max(best, (clf.score(feats["val"], ys["val"]), c), key=lambda t: t[0])
-    clf = LogisticRegression(C=best[1], max_iter=3000).fit(feats["train"], ys["train"])
+        best = max(best, (clf.score(feats["val"], ys["val"]), c, clf), key=lambda t: t[0])
+    clf = best[2]
+    logits = np.log(np.clip(clf.predict_proba(feats["test"]), 1e-300, None))
     return {"test_acc": clf.score(feats["test"], ys["test"]), "val_acc": best[0], "C": best[1],
-            "seconds": time.perf_counter() - started}
+            "ece": ece(logits, ys["test"], rows["test"], classes), "seconds": time.perf_counter() - started}
+
+
+def ece(logits: np.ndarray, labels: np.ndarray, rows: np.ndarray, classes: list[str]) -> float:
+    """evaluate's expected calibration error (metrics/eval.json's `ece`)."""
+    from vistage.evaluation import Predictions, expected_calibration_error
+
+    pred = Predictions(np.array(classes), np.array(["test"] * len(rows)), rows, rows.astype(str), labels,
+                       logits.astype(np.float32))
+    return expected_calibration_error(pred)
 
 
 def vistage_transfer(work: Path, store_dir: Path, params) -> dict:
@@ -102,51 +148,96 @@ def vistage_transfer(work: Path, store_dir: Path, params) -> dict:
     checkpoint = work / "models" / "best.pt"
     pred = predict_splits(TrainedModel(checkpoint, torch.device("cpu")), load_store(store_dir), work / "split.csv",
                           checkpoint, store_dir)
-    return {"test_acc": classification_metrics(pred.of("test"))["accuracy"], "val_acc": result["best_val_acc"],
-            "seconds": seconds}
+    scores = classification_metrics(pred.of("test"))
+    features, solve = result.get("features_s", 0.0), result.get("head_solve_s", 0.0)
+    return {"test_acc": scores["accuracy"], "ece": scores["ece"], "val_acc": result["best_val_acc"],
+            "seconds": seconds, "features_s": features, "solve_s": solve, "rest_s": seconds - features - solve,
+            "C": result.get("head_C"), "head_val_acc": result.get("head_val_acc"),
+            "best_epoch": result.get("best_epoch"), "epochs": result["epochs_trained"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(PETS))
+    ap.add_argument("--data", default="pets", help="pets, tiny, or a folder or archive of <class>/<image>")
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--resize", default="crop", choices=("crop", "pad", "squash"), help="data.resize of the store")
+    ap.add_argument("--classes", type=int, default=50, help="tiny: how many of its 200 classes")
     ap.add_argument("--folds", type=int, default=5, help="stratified folds, each the test split once (1: one split)")
+    ap.add_argument("--max-folds", type=int, default=0, help="score only the first N folds (0: all)")
+    ap.add_argument("--fold", dest="only", type=int, action="append", default=[],
+                    help="score only this fold (repeatable; e.g. to spread folds over runs)")
     ap.add_argument("--val", type=float, default=0.2, help="with --folds 1")
     ap.add_argument("--test", type=float, default=0.2, help="with --folds 1")
     ap.add_argument("-S", dest="overrides", action="append", default=[], help="key=value on top of the recipe")
+    ap.add_argument("--setup", dest="setups", action="append", default=[],
+                    help='a variant scored too: "key=value key=value" on top of the recipe and -S')
+    ap.add_argument("--probe-only", action="store_true", help="the probe alone (e.g. to compare --resize)")
+    ap.add_argument("--json", type=Path, help="write every fold's figures here")
     args = ap.parse_args()
     from vistage.params import Params
 
-    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
-    params = Params.model_validate({**RECIPE, **overrides, "device": "cpu"})
-    results = []
+    def parsed(pairs: list[str]) -> dict:
+        return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in pairs)}
+
+    overrides = parsed(args.overrides)
+    setups = [] if args.probe_only else [{}] + [parsed(s.split()) for s in args.setups]
+    params = [Params.model_validate({**RECIPE, **overrides, **setup, "device": "cpu"}) for setup in setups]
+    folds = []
     with tempfile.TemporaryDirectory() as tmp:
-        store = prepare(args.data, args.size, Path(tmp))
+        store = prepare(args.data, args.size, args.resize, args.classes, Path(tmp))
         started = time.perf_counter()
-        cache = probe_features(store, params)
+        cache = probe_features(store, Params.model_validate({**RECIPE, **overrides, "device": "cpu"}))
         print(f"  probe features of {len(cache.rows)} images: {time.perf_counter() - started:.0f}s", flush=True)
         labels = store.samples["label"].to_numpy()
-        for k, table in enumerate(fold_tables(store, args.folds, args.val, args.test)):
-            work = Path(tmp) / f"fold{k}"
-            work.mkdir()
-            table.to_csv(work / "split.csv", index=False)
-            probe = linear_probe(cache, labels, table)
-            ours = vistage_transfer(work, Path(tmp) / "prepared", params)
+        tables = fold_tables(store, args.folds, args.val, args.test)
+        for k, table in enumerate(tables[:args.max_folds or None]):
+            if args.only and k not in args.only:
+                continue
             n_test = int((table["split"] == "test").sum())
-            print(f"  fold {k}: {n_test} test images: probe {probe['test_acc']:.4f} (C={probe['C']}), "
-                  f"vistage {ours['test_acc']:.4f}", flush=True)
-            results.append((n_test, probe, ours))
-    n = sum(r[0] for r in results)
+            probe = linear_probe(cache, labels, table, store.classes)
+            print(f"  fold {k}: {n_test} test images: probe {probe['test_acc']:.4f} (C={probe['C']:.3g}, "
+                  f"ECE {probe['ece']:.3f})", flush=True)
+            runs = []
+            for i, p in enumerate(params):
+                work = Path(tmp) / f"fold{k}-setup{i}"
+                work.mkdir()
+                table.to_csv(work / "split.csv", index=False)
+                runs.append(vistage_transfer(work, Path(tmp) / "prepared", p))
+                print(f"    setup {i}: {line(runs[-1])}", flush=True)
+            folds.append({"test_images": n_test, "probe": probe, "setups": runs})
+    summary(args, store, folds, overrides, setups)
+    if args.json:
+        args.json.write_text(json.dumps({"data": args.data, "size": args.size, "resize": args.resize,
+                                         "overrides": overrides, "setups": setups, "folds": folds}, indent=1))
 
-    def pooled(i: int, key: str) -> float:  # over every test image once
-        return sum(r[0] * r[i][key] for r in results) / n
+
+def line(run: dict) -> str:
+    kept = "" if run["C"] is None else (
+        f", head C={run['C']:.3g} val {run['head_val_acc']:.4f}, kept "
+        + ("the solved head" if run["best_epoch"] == 1 else f"fine-tuned epoch {run['best_epoch']}"))
+    return (f"test {run['test_acc']:.4f} ECE {run['ece']:.3f} val {run['val_acc']:.4f}{kept}; "
+            f"{run['seconds']:.0f}s = features {run['features_s']:.0f}s + solve {run['solve_s']:.1f}s "
+            f"+ rest {run['rest_s']:.0f}s")
+
+
+def summary(args, store, folds: list, overrides: dict, setups: list) -> None:
+    n = sum(f["test_images"] for f in folds)
+
+    def pooled(get) -> float:  # over every test image once
+        return sum(f["test_images"] * get(f) for f in folds) / n
 
     print(f"{args.data}: {len(store.samples)} images, {len(store.classes)} classes, {args.size} px, "
-          f"{len(results)} fold(s), {n} test images scored")
-    print(f"  linear probe (LogisticRegression, C on val)  test {pooled(1, 'test_acc'):.4f}  "
-          f"val {pooled(1, 'val_acc'):.4f}  {sum(r[1]['seconds'] for r in results):.0f}s")
-    print(f"  vistage two-stage on cached features        test {pooled(2, 'test_acc'):.4f}  "
-          f"val {pooled(2, 'val_acc'):.4f}  {sum(r[2]['seconds'] for r in results):.0f}s")
+          f"resize {args.resize}, {len(folds)} fold(s), {n} test images scored")
+    print(f"  linear probe (LogisticRegression, C on val)  test {pooled(lambda f: f['probe']['test_acc']):.4f}  "
+          f"ECE {pooled(lambda f: f['probe']['ece']):.3f}  {sum(f['probe']['seconds'] for f in folds):.0f}s fits")
+    for i, setup in enumerate(setups):
+        runs = [f["setups"][i] for f in folds]
+        # evaluate rounds its scores to 6 digits
+        at_least = sum(r["test_acc"] >= f["probe"]["test_acc"] - 1e-6 for r, f in zip(runs, folds))
+        print(f"  setup {i} {setup or '(the recipe)'}: test {pooled(lambda f: f['setups'][i]['test_acc']):.4f}  "
+              f"ECE {pooled(lambda f: f['setups'][i]['ece']):.3f}  at least the probe's on {at_least}/{len(folds)} "
+              f"folds; features {sum(r['features_s'] for r in runs):.0f}s, "
+              f"solve {sum(r['solve_s'] for r in runs):.1f}s, rest {sum(r['rest_s'] for r in runs):.0f}s")
     print("  params: " + " ".join(f"{k}={v}" for k, v in {**RECIPE, **overrides}.items()))
 
 

@@ -48,6 +48,17 @@ def test_fit_keeps_pixels_at_matching_size_and_resizes_otherwise():
     assert fit(Image.new("RGB", (500, 375)), 64, "pad").size == (64, 64)
 
 
+def test_resize_policies_keep_or_cut_the_sides_of_a_wide_image():
+    from vistage.data.images import to_store_array
+
+    wide = np.zeros((20, 60, 3), dtype=np.uint8)
+    wide[:, :10] = (255, 0, 0)  # a red band on the left, cut off by a centre crop
+    crop, pad, squash = (to_store_array(Image.fromarray(wide), 16, policy) for policy in ("crop", "pad", "squash"))
+    assert crop[:, 0, 0].max() < 50  # the band is outside the centred square
+    assert squash[:, 0, 0].min() > 200 and squash[:, 0, 1].max() < 50  # the whole height, squashed not cut
+    assert squash.shape == pad.shape == (16, 16, 3) and pad[0, :, :].max() == 0  # pad: black bars above
+
+
 def _source(n_per_class: dict[str, int]) -> SourceData:
     samples, pixels = [], []
     for cls, n in n_per_class.items():

@@ -55,6 +55,7 @@ class FeatureCache:
     rows: np.ndarray  # sorted store rows covered
     features: torch.Tensor  # (len(rows), dim), float32 on the training device
     flipped: torch.Tensor | None = None  # the same of the mirrored images (augment: [flip]), else None
+    seconds: float = 0.0  # how long computing them took (the run's time split: features, head, fine-tuning)
 
     def lookup(self, store_rows: np.ndarray, of: torch.Tensor | None = None) -> torch.Tensor:
         of = self.features if of is None else of

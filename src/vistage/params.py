@@ -38,7 +38,8 @@ class DataParams(_Strict):
     csv_split_column: str | None = Field(None, description="csv: optional column of predefined splits")
     csv_group_column: str | None = Field(None, description="csv: optional column of groups kept in one split")
     image_size: int = Field(32, ge=4, le=4096, description="side of the square images in the store")
-    resize: Literal["crop", "pad"] = Field("crop", description="other sizes: shorter side + centre crop, or pad")
+    resize: Literal["crop", "pad", "squash"] = Field(
+        "crop", description="other sizes: shorter side + centre crop, pad to a square, or squash to it")
     follow_links: bool = Field(False, description="folder: read links to folders and files (also outside data.path)")
     on_bad_image: Literal["error", "skip"] = Field("error", description="unreadable images: stop, or skip and list")
     workers: int | None = Field(None, ge=1, description="decoding processes (null: one per core)")
@@ -99,6 +100,8 @@ class Params(_Strict):
     freeze: Literal["none", "backbone"] = Field("none", description="backbone: train only the classifier")
     freeze_epochs: int = Field(0, ge=0, description="with freeze: backbone, unfreeze after this many epochs (0: never)")
     backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="backbone lr = lr * this (classifier: lr)")
+    head: str = Field("train", description="head keyword (`vistage list heads`): train the classifier by epochs, "
+                                           "or solve it on the frozen backbone's cached features")
     # optimisation
     epochs: int = Field(15, ge=1, description="number of training epochs")
     batch_size: int = Field(64, ge=1, description="images per optimisation step (over all devices)")
@@ -213,6 +216,7 @@ KEYWORD_REGISTRIES = {
     "optimizer": ("vistage.optim", "OPTIMIZERS"),
     "scheduler": ("vistage.optim", "SCHEDULERS"),
     "loss": ("vistage.losses", "LOSSES"),
+    "head": ("vistage.head_solve", "HEADS"),
     "augment": ("vistage.augment", "AUGMENTATIONS"),
     "data.source": ("vistage.data.sources", "SOURCES"),
 }
@@ -282,6 +286,7 @@ def contradictions(params: Params, where: str | Path) -> list[str]:
                       "from scratch: they would stay at their initial values (set freeze_norm: false)")
     if p.model == "simple_cnn" and p.drop_path_rate:
         errors.append("drop_path_rate: simple_cnn has no stochastic depth (set drop_path_rate: 0)")
+    errors += _head_solve_errors(p)
     if errors:
         raise VistageError(f"{where}: {errors[0]}")
     if p.scheduler in ("onecycle", "cosine") and p.warmup_epochs >= p.epochs:
@@ -301,6 +306,30 @@ def contradictions(params: Params, where: str | Path) -> list[str]:
     if task_errors:
         raise VistageError(f"{where}: {task_errors[0]}")
     return [f"{where}: {w}" for w in warnings + task_warnings]
+
+
+def _head_solve_errors(p: Params) -> list[str]:
+    """head: solve fits the classifier on cached features of a frozen backbone in one pass (the
+    first epoch): anything that prevents the cache, or frozen epochs after the solve, is a mistake."""
+    if p.head != "solve" or not create_task(p.task).reads("head"):  # a task that has no such head refuses it
+        return []
+    from .feature_cache import CACHEABLE_AUGMENT  # imports torch: only with head: solve, whose stage trains
+
+    if p.freeze != "backbone":
+        return ["head: solve fits the classifier on a frozen backbone's cached features: set freeze: backbone "
+                "(with freeze_epochs: 1 to fine-tune everything after the solve)"]
+    if not p.feature_cache:
+        return ["head: solve needs the frozen backbone's cached features: set feature_cache: true"]
+    if other := [a for a in p.augment if a not in CACHEABLE_AUGMENT]:
+        return [f"head: solve needs cached features, which augment: {other} changes every epoch "
+                "(set augment: [] or [flip])"]
+    if p.devices > 1:
+        return ["head: solve runs on one process (the features are cached once): set devices: 1"]
+    if p.freeze_epochs > 1 or (p.freeze_epochs == 0 and p.epochs > 1):
+        return [f"head: solve makes the frozen stage one epoch (the solve), so freeze_epochs: {p.freeze_epochs} "
+                f"with epochs: {p.epochs} would repeat it: set freeze_epochs: 1 to fine-tune after it, or "
+                "freeze_epochs: 0 with epochs: 1 for a linear probe"]
+    return []
 
 
 def load_params(path: str | Path = "params.yaml", keywords: tuple[str, ...] | None = None) -> Params:

@@ -11,6 +11,7 @@ import importlib
 from .augment import AUGMENTATIONS
 from .data.sources import SOURCES
 from .export import FORMATS
+from .head_solve import HEADS
 from .losses import LOSSES
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULERS
@@ -32,6 +33,7 @@ ALL = {
     "optimizers": OPTIMIZERS,
     "schedulers": SCHEDULERS,
     "losses": LOSSES,
+    "heads": HEADS,
     "augmentations": AUGMENTATIONS,
     "sources": SOURCES,
     "export_formats": FORMATS,

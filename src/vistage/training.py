@@ -41,6 +41,7 @@ from .batches import Normalizer, channel_stats
 from .checkpoint import (ModelInfo, Standing, load_checkpoint, resumable, restore_training, save_checkpoint,
                          training_state)
 from .errors import VistageError
+from .head_solve import HEADS
 from .io import atomic_dir, atomic_path, check_writable, immediately, publishing, when_published
 from .models import check_input_fits, set_backbone_frozen, train_mode, whiten_first_layer
 from .optim import OPTIMIZERS, SCHEDULERS, Schedule
@@ -71,7 +72,9 @@ def train_stage(params: Params, params_file: Path, paths: TrainPaths) -> tuple[i
     if code is not None:
         return code, ""
     result = train(params, paths)
-    return 0, ", ".join(f"{k} {v:.4g}" for k, v in result.items()) if distributed.is_main_process() else ""
+    if not distributed.is_main_process():
+        return 0, ""
+    return 0, ", ".join(f"{k} {v:.4g}" for k, v in result.items()) + _kept_note(result)
 
 
 def train(params: Params, paths: TrainPaths) -> dict:
@@ -102,16 +105,24 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     live = _open_live(paths, standing.epoch) if dist.is_main else None
     summary: dict = {}
     wrapped = None
+    head: dict = {}  # head: solve's record (C, val acc, times), and the epoch best.pt holds
     with _progress_bars(dist) as progress:
         epochs_task = progress.add_task("epochs", total=params.epochs, completed=standing.epoch, info="")
         for epoch in range(standing.epoch, params.epochs):
             wrapped = _wrapped_for(epoch, params, data, c, wrapped)
-            train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
-            validated = _validate(params, data, c) if _validates(params, epoch) else {}
+            solving = bool(solver := HEADS.get(params.head, "head")(params)) and wrapped.frozen
+            if solving:
+                head, train_metrics, throughput = _solve_head(solver, params, data, c, wrapped)
+            else:
+                train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
+            # the solved head is always validated: its val score is what fine-tuning has to beat
+            validated = _validate(params, data, c) if _validates(params, epoch) or solving else {}
             _check_finite({**train_metrics, **validated}, epoch, params)
             metrics = {**train_metrics, **validated, "lr": c.schedule.lr, "throughput": throughput}
             c.schedule.step_epoch(metrics.get(monitor))
             improved = _count_epoch(standing, epoch + 1, metrics.get(monitor), params.early_stopping_patience)
+            if improved and head:
+                head["best_epoch"] = epoch + 1
             if dist.is_main:
                 for name, value in metrics.items():
                     live.log_metric(name, float(value))
@@ -129,7 +140,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
         _publish(paths)
     result = {**summary, f"best_{monitor.replace('/', '_')}": standing.best_metric}
     result["epochs_trained"] = standing.epoch
-    return result
+    return {**result, **head}
 
 
 # -- the data ---------------------------------------------------------------------------------
@@ -410,6 +421,40 @@ def _finite_mean(loss_sum: torch.Tensor, seen: int, epoch: int, params: Params) 
     if not math.isfinite(mean):
         raise _diverged(epoch, f"loss {mean}", params)
     return mean
+
+
+def _solve_head(solver: Callable, params: Params, data: TaskTraining, c: Components, wrapped: _Wrapped
+                ) -> tuple[dict, dict, float]:
+    """head: solve's epoch: the classifier solved on the cached features (head_solve.py) instead of
+    trained by batches; (its record, the epoch's train metrics, images per second)."""
+    head_data = data.head_data(params) if wrapped.on_features else None
+    if head_data is None:
+        raise VistageError("params.yaml: head: solve needs the frozen backbone's cached features, and this run has "
+                           "none (see the `feature cache off` line above); set head: train")
+    if not len(head_data.val_y):
+        raise VistageError("params.yaml: head: solve chooses its L2 strength on the validation split, and this split "
+                           "has none: set data.val_fraction above 0")
+    solved = solver(wrapped.module, head_data)
+    if c.ema is not None:  # the averaged weights start from the solved head, not from its random start
+        c.ema.module.load_state_dict(c.model.state_dict())
+    c.say(solved.line(), soft_wrap=True)
+    record = {"head_C": solved.c, "head_val_acc": solved.val_acc, "head_solve_s": solved.seconds,
+              "features_s": head_data.features_s}
+    metrics = {"train/loss": solved.train_loss, "train/acc": solved.train_acc}
+    return record, metrics, len(head_data.train_y) / solved.seconds
+
+
+def _kept_note(result: dict) -> str:
+    """head: solve: which model best.pt holds, the solved head or a fine-tuned epoch, and why."""
+    if "head_C" not in result:
+        return ""
+    solved = f"the solved head's val acc {result['head_val_acc']:.4f} (C={result['head_C']:.3g})"
+    if result.get("best_epoch", 1) != 1:
+        return (f"; best.pt: fine-tuned epoch {result['best_epoch']}, val acc {result['best_val_acc']:.4f} "
+                f"above {solved}")
+    if result["epochs_trained"] > 1:
+        return f"; best.pt: the solved head: fine-tuning did not beat {solved}"
+    return f"; best.pt: the solved head, {solved}"
 
 
 def _optimizer_step(params: Params, c: Components, wrapped: _Wrapped) -> None:

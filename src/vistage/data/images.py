@@ -24,11 +24,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def fit(img: Image.Image, size: int, policy: str = "crop") -> Image.Image:
     """Make the image size x size: `crop` takes the centred square of the shorter side and resizes
-    it, `pad` resizes the longer side then pads to a square. An image already of that size keeps
-    its pixels."""
+    it, `pad` resizes the longer side then pads to a square, `squash` resizes the whole image to the
+    square, changing its aspect ratio. An image already of that size keeps its pixels."""
     if img.size == (size, size):
         return img
     w, h = img.size
+    if policy == "squash":  # nothing cut off, no borders: what many pretrained models were evaluated with
+        return img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
     if policy == "pad":
         scale = size / max(w, h)
         resized = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC,

@@ -171,6 +171,11 @@ class TaskTraining:
         features are cached; None: train c.model (the cache, if any, is released when thawed)."""
         return None
 
+    def head_data(self, params):
+        """head: solve: the cached features and labels the classifier is solved on
+        (head_solve.HeadData); None when this task caches none."""
+        return None
+
     def epoch_batches(self, params, generator, drop_last: bool, rank: int, world: int) -> list:
         raise NotImplementedError
 

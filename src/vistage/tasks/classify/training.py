@@ -69,9 +69,24 @@ class ClassifyTraining(TaskTraining):
         cache = feature_cache.compute_features(c.model, self.store.images, rows, c.normalize, params.batch_size * 2,
                                                c.device, c.precision.autocast(), flip="flip" in params.augment)
         mirrored = " and of their mirror images (augment: flip)" if cache.flipped is not None else ""
+        cache.seconds = time.perf_counter() - started
         c.say(f"frozen backbone: features of {len(cache.rows)} images{mirrored} computed once in "
-              f"{time.perf_counter() - started:.1f}s; the classifier trains on them", soft_wrap=True)
+              f"{cache.seconds:.1f}s; the classifier trains on them", soft_wrap=True)
         return cache
+
+    def head_data(self, params):
+        if self.features is None:
+            return None
+        from ...head_solve import HeadData
+
+        cache, train, val = self.features, np.sort(self.train_rows), np.sort(self.val_rows)
+        views = [cache.features] + ([cache.flipped] if cache.flipped is not None else [])
+        device = cache.features.device
+        # the solve trains on every cached view; it scores val on the views validate() averages
+        return HeadData(torch.cat([cache.lookup(train, v) for v in views]),
+                        torch.from_numpy(self.labels[train]).to(device).repeat(len(views)),
+                        [cache.lookup(val, v) for v in (views if "flip" in params.tta else views[:1])],
+                        torch.from_numpy(self.labels[val]).to(device), cache.seconds)
 
     def epoch_batches(self, params, generator, drop_last, rank, world):
         return epoch_batches(self.train_rows, params.batch_size, generator, drop_last, rank, world,

@@ -31,6 +31,7 @@ class VqaTask(Task):
         "data.csv_split_column": ("warning", "the questions keep their source's split"),
         "data.csv_group_column": ("warning", "questions are grouped by image"),
         "loss": ("warning", "its loss is vqa.loss"),
+        "head": ("error", "its head is the fusion and MLP, trained by epochs"),
         "mix_alpha": ("warning", "mixing is refused with task: vqa"),
         "data_on_device": ("warning", "VQA batches read each question's image from the store, or its cached "
                                       "features"),
