@@ -24,7 +24,7 @@ SET = {
     "data.source": "folder", "data.csv_path_column": "file", "data.csv_label_column": "y",
     "data.csv_split_column": "part", "data.csv_group_column": "group", "loss": "focal", "mix_alpha": 0.4,
     "data_on_device": True, "predict_top_k": 3, "gradcam_examples": 2, "gradcam_layer": "layer4", "cost_repeats": 5,
-    "calibrate": False,
+    "calibrate": False, "export": ["onnx"],
     "vqa.": ("vqa.fusion", "concat"), "head": "solve",
 }
 # settings a task reads that cannot work together (task, {key: value}, level, words of the message)

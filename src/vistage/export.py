@@ -86,7 +86,9 @@ def export_model(p, paths: ExportPaths) -> str:
     from .io import atomic_dir, write_json
 
     formats = list(dict.fromkeys(p.export))  # listed twice is exported once
-    if p.task != "classify":
+    from .tasks import create_task
+
+    if not create_task(p.task).exportable:
         if formats:
             raise VistageError(f"export: {VQA_NOTE}")
         with atomic_dir(paths.out) as tmp:

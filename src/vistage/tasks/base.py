@@ -83,6 +83,8 @@ class Task:
     unread: ClassVar[dict[str, tuple[str, str]]] = {}
     # registries of the task's own keywords: dotted key -> (module, attribute), imported when checked
     keyword_registries: ClassVar[dict[str, tuple[str, str]]] = {}
+    # whether the export stage can write this task's model for serving (export.py)
+    exportable: ClassVar[bool] = True
 
     def reads(self, key: str) -> bool:
         """Whether this task reads the setting `key` (dotted)."""

@@ -17,6 +17,7 @@ _NOT_GRADCAM = "Grad-CAM and the inference cost are task: classify's"
 
 class VqaTask(Task):
     name = "vqa"
+    exportable = False  # the export stage writes classifiers only (its model.json says so)
     keyword_registries = {
         "vqa.source": ("vistage.tasks.vqa.sources", "VQA_SOURCES"),
         "vqa.question_encoder": ("vistage.tasks.vqa.model", "QUESTION_ENCODERS"),
