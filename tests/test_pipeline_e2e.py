@@ -75,7 +75,7 @@ def test_evaluate_scores_what_predict_kept(reproduced):
         assert part.logits.shape == (ev[name]["images"], 10)
         assert (part.logits.argmax(1) == part.labels).mean() == pytest.approx(ev[name]["accuracy"], abs=1e-6)
         # cross-entropy from the logits (log-softmax), independently of evaluate's sklearn log_loss
-        z = part.logits.astype(np.float64)
+        z = part.logits.astype(np.float64) / part.temperature  # the served (calibrated) probabilities
         log_p = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
         assert ev[name]["loss"] == pytest.approx(-log_p[np.arange(len(z)), part.labels].mean(), abs=1e-6)
     test = pred.of("test")

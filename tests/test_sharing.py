@@ -117,7 +117,7 @@ def machine_a(pristine_repro, tmp_path_factory, s3_server):
 
     on_each_remote(PUSH_COMMIT)
     exp = run(["dvc", "exp", "run", "-n", EXP, "-S", f"lr={EXP_LR}"], a)
-    assert _ran(exp.stdout) == ["train", "predict", "evaluate", "report"]
+    assert _ran(exp.stdout) == ["train", "predict", "evaluate", "report", "export"]
     on_each_remote(PUSH_EXP)
     exp_hash = _sha(a / "models/best.pt")
     return a, origin, exp_hash, s3_server
@@ -146,7 +146,7 @@ def reuse_run_cache(b, exp_hash):
     run(["dvc", "pull", "--run-cache"], b)
     exp = run(["dvc", "exp", "run", "--pull", "-S", f"lr={EXP_LR}"], b)
     assert _ran(exp.stdout) == [], exp.stdout
-    for stage in ("train", "predict", "evaluate", "report"):
+    for stage in ("train", "predict", "evaluate", "report", "export"):
         assert CACHED.format(stage) in exp.stdout, exp.stdout
     assert "train:" not in exp.stdout  # the train command's summary line: it never started
     assert _sha(b / "models/best.pt") == exp_hash
