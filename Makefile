@@ -18,12 +18,16 @@ install: $(BIN)/vistage
 repro: install
 	$(BIN)/dvc repro
 
+# One pytest-xdist worker per core, each test file on one worker (its module fixtures built once);
+# each worker's torch keeps to one thread (tests/conftest.py). XDIST="" runs in one process.
+XDIST ?= -n auto --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # the quick tier: everything but the tests marked slow (end-to-end dvc runs, DDP, real data sets)
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # `dvc plots show` as reports/plots/index.html, viewable offline (the Vega libraries inlined);
 # make plots REVS="HEAD~1" compares the workspace with HEAD~1 (dvc plots diff)

@@ -6,12 +6,14 @@ records script errors, console.error calls, resources that fail to load and unha
 rejections, and after the load writes what it found (and each image's decoded size) into the DOM,
 which Chromium prints with --dump-dom. Chromium's own log of uncaught errors is read as well."""
 
+import fcntl
 import html
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -84,7 +86,10 @@ def _install() -> str:
 def chromium() -> str:
     path = find_chromium()
     if path is None:
-        why = _install()
+        # pytest-xdist workers each ask: one installs while the others wait (apt-get holds dpkg's lock)
+        with open(Path(tempfile.gettempdir()) / "vistage-tests-chromium.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            why = "" if find_chromium() else _install()
         path = find_chromium()
         if path is None:
             pytest.skip(f"no Chromium for the browser tests, and it could not be installed: {why or 'not found'}")

@@ -1,6 +1,14 @@
 """Shared fixtures: small params, a prepared digits store, and a throwaway copy of the project."""
 
+import fcntl
 import os
+
+# Under pytest-xdist (`make test` runs one worker per core) each worker's torch, and every stage
+# command a test starts, keeps to one thread: workers that each spin a thread per core contend for
+# the same cores and run several times slower than one at a time. Set before anything imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
 import shutil
 import subprocess
 import sys
@@ -14,6 +22,21 @@ from vistage.recipes import merge as merged  # params.yaml overrides merge as re
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 BIN = Path(sys.executable).parent  # the venv's bin: vistage and dvc live here
+
+
+# The test files that take longest (about a minute each on 2 cores), started first: pytest-xdist
+# hands out whole files (--dist loadfile, so a module's fixtures are built once) in collection order,
+# and a long file started last would leave the other workers idle while it runs alone.
+LONGEST_FIRST = ["test_guarantees.py", "test_vqa_pipeline.py", "test_pipeline_e2e.py", "test_sharing.py",
+                 "test_dvc_deps.py", "test_engine.py", "test_faults.py", "test_calibration.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
 
 
 def run_env() -> dict:
@@ -125,13 +148,31 @@ def project(tmp_path):
     return copy_project(tmp_path / "project")
 
 
+def built_once(tmp_path_factory, name: str, build) -> tuple[Path, str]:
+    """build(folder) -> text, run once per test run: (folder, text). Under pytest-xdist the first
+    worker to ask builds it in a folder all workers share, while the others wait and reuse it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        return folder, build(folder)
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/, above each worker's popen-gwK/
+    folder, done = shared / name, shared / f"{name}.txt"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed building it left
+            folder.mkdir()
+            done.write_text(build(folder))
+    return folder, done.read_text()
+
+
 @pytest.fixture(scope="session")
 def pristine_repro(tmp_path_factory):
     """The project after one full `dvc repro` (the suite's only one), never changed afterwards:
     tests copy it (shutil.copytree, links kept) instead of running the pipeline again.
     (project, output of that repro)."""
-    dest = copy_project(tmp_path_factory.mktemp("pristine") / "project")
-    return dest, run(["dvc", "repro"], dest).stdout
+    folder, output = built_once(tmp_path_factory, "pristine",
+                                lambda folder: run(["dvc", "repro"], copy_project(folder / "project")).stdout)
+    return folder / "project", output
 
 
 @pytest.fixture(scope="session")
