@@ -108,3 +108,31 @@ def test_train_with_head_solve_learns_digits_and_keeps_the_head(digits_store, tm
     assert result["head_val_acc"] > 0.8 and result["best_val_acc"] == pytest.approx(result["head_val_acc"])
     assert result["best_epoch"] == 1 and load_checkpoint(tmp_path / "models" / "best.pt")["epoch"] == 1
     assert result["head_C"] > 0 and result["features_s"] > 0
+
+
+def test_a_per_batch_schedule_spans_the_epochs_that_train(digits_store, tmp_path):
+    # the solved epoch takes no step: the triangular schedule sized over all 3 epochs would end two
+    # thirds of the way down (0.535 x lr); sized over the 2 fine-tuning epochs it ends at its floor
+    params = tiny_params(freeze="backbone", head="solve", augment=[], freeze_epochs=1, epochs=3, lr=1e-3,
+                         scheduler="triangular", warmup_epochs=1, max_steps_per_epoch=4)
+    result = train(params, train_paths(digits_store, tmp_path))
+    assert result["lr"] == pytest.approx(0.07 * params.lr)
+
+
+def test_a_resumed_run_keeps_the_solved_heads_record(digits_store, tmp_path, monkeypatch):
+    import vistage.training as training
+
+    params = tiny_params(freeze="backbone", head="solve", augment=[], freeze_epochs=1, epochs=2, lr=1e-6,
+                         max_steps_per_epoch=2)
+    paths = train_paths(digits_store, tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill after the solved epoch's checkpoint
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_train_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(params, paths)
+    resumed = train(params, paths)
+    assert resumed["epochs_trained"] == 2 and resumed["head_C"] > 0 and resumed["best_epoch"] == 1
+    assert "best.pt: the solved head" in _kept_note(resumed)

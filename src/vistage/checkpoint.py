@@ -17,7 +17,7 @@ This module alone knows a checkpoint's fields:
 `load_trained` gives inference its part.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +51,7 @@ class Standing:
     best_metric: float = -1.0
     stale_epochs: int = 0  # epochs since the monitored metric last improved
     stopped_early: bool = False
+    head: dict = field(default_factory=dict)  # head: solve's record (C, val acc, times, the epoch best.pt holds)
 
 
 @dataclass
@@ -85,7 +86,7 @@ def training_state(parts: Trainable, standing: Standing, info: ModelInfo, data: 
         "schedule": parts.schedule.state_dict(), "scaler": parts.scaler.state_dict(),
         "ema": parts.ema.module.state_dict() if parts.ema is not None else None,
         "epoch": standing.epoch, "best_metric": standing.best_metric, "monitor": standing.monitor,
-        "stale_epochs": standing.stale_epochs, "stopped_early": standing.stopped_early,
+        "stale_epochs": standing.stale_epochs, "stopped_early": standing.stopped_early, "head": standing.head,
         "params": info.params, "data": data, "classes": info.classes,
         "image_size": info.image_size, "normalize": {"mean": info.mean, "std": info.std}, "task": info.task,
         "rng": rng_state(), "shuffle_rng": parts.shuffle_gen.get_state(),
@@ -117,7 +118,8 @@ def restore_training(state: dict, parts: Trainable, monitor: str) -> Standing:
         parts.ema.module.load_state_dict(state["ema"])
     parts.shuffle_gen.set_state(state["shuffle_rng"])
     set_rng_state(state["rng"])
-    return Standing(monitor, int(state["epoch"]), float(state["best_metric"]), int(state.get("stale_epochs", 0)))
+    return Standing(monitor, int(state["epoch"]), float(state["best_metric"]), int(state.get("stale_epochs", 0)),
+                    head=dict(state.get("head") or {}))
 
 
 def checkpoint_task(state: dict) -> str:

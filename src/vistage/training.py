@@ -105,14 +105,13 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     live = _open_live(paths, standing.epoch) if dist.is_main else None
     summary: dict = {}
     wrapped = None
-    head: dict = {}  # head: solve's record (C, val acc, times), and the epoch best.pt holds
     with _progress_bars(dist) as progress:
         epochs_task = progress.add_task("epochs", total=params.epochs, completed=standing.epoch, info="")
         for epoch in range(standing.epoch, params.epochs):
             wrapped = _wrapped_for(epoch, params, data, c, wrapped)
             solving = bool(solver := HEADS.get(params.head, "head")(params)) and wrapped.frozen
             if solving:
-                head, train_metrics, throughput = _solve_head(solver, params, data, c, wrapped)
+                standing.head, train_metrics, throughput = _solve_head(solver, params, data, c, wrapped)
             else:
                 train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
             # the solved head is always validated: its val score is what fine-tuning has to beat
@@ -121,8 +120,8 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
             metrics = {**train_metrics, **validated, "lr": c.schedule.lr, "throughput": throughput}
             c.schedule.step_epoch(metrics.get(monitor))
             improved = _count_epoch(standing, epoch + 1, metrics.get(monitor), params.early_stopping_patience)
-            if improved and head:
-                head["best_epoch"] = epoch + 1
+            if improved and standing.head:
+                standing.head["best_epoch"] = epoch + 1
             if dist.is_main:
                 for name, value in metrics.items():
                     live.log_metric(name, float(value))
@@ -140,7 +139,7 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
         _publish(paths)
     result = {**summary, f"best_{monitor.replace('/', '_')}": standing.best_metric}
     result["epochs_trained"] = standing.epoch
-    return {**result, **head}
+    return {**result, **standing.head}
 
 
 # -- the data ---------------------------------------------------------------------------------
@@ -220,7 +219,7 @@ def _build(params: Params, data: TaskTraining, device: torch.device, dist: distr
     optimizer = OPTIMIZERS.get(params.optimizer, "optimizer")(model, params.lr, params.weight_decay,
                                                               params.momentum, params.backbone_lr_scale)
     drop_last = len(data.train_rows) > params.batch_size  # avoid a 1-image batch upsetting BatchNorm
-    schedule = SCHEDULERS.get(params.scheduler, "scheduler")(optimizer, params,
+    schedule = SCHEDULERS.get(params.scheduler, "scheduler")(optimizer, _schedule_span(params),
                                                              _steps_per_epoch(params, len(data.train_rows), drop_last))
     scaler = precision.scaler()
     plan = build_augment(params.augment, data.store.image_size, data.num_classes, params)
@@ -242,6 +241,16 @@ def _normalization(params: Params, model, images, train_idx) -> tuple[list[float
         if "mean" in cfg and "std" in cfg:
             return list(cfg["mean"]), list(cfg["std"])
     return channel_stats(images, train_idx)
+
+
+def _schedule_span(params: Params) -> Params:
+    """The params a schedule is sized by. With head: solve the frozen epochs are solved and take
+    no optimisation step, so a per-batch schedule spans the epochs that train: its warm-up starts
+    with fine-tuning and its annealing ends with the run (over all epochs it would stop part-way)."""
+    if HEADS.get(params.head, "head")(params) is None:
+        return params
+    solved = sum(_backbone_frozen(params, epoch) for epoch in range(params.epochs))
+    return params.model_copy(update={"epochs": max(1, params.epochs - solved)})
 
 
 def _steps_per_epoch(params: Params, n_train: int, drop_last: bool) -> int:
