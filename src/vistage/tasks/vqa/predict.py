@@ -62,6 +62,7 @@ def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, devic
     from ...runtime import resolve_device
     from .data import load_questions
     from ...precision import resolve_precision
+    from .stream import answer_questions
     from .training import VqaTraining
 
     dev = resolve_device(device)
@@ -76,20 +77,17 @@ def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, devic
     task = VqaTraining(params, questions, np.zeros(0, np.int64), vocab, encoding)
     task.store = store
     rows = wanted["index"].to_numpy()
-    top, confidence = [], []
-    # as validated in training: its precision, memory format and test-time views
-    for logits, _, _ in task.logits(model, rows, batch_size, dev, normalize, resolve_precision(params.precision, dev),
-                                    params.tta, params.channels_last):
-        conf, ids = logits.softmax(1).max(1)
-        top.append(ids.numpy())
-        confidence.append(conf.numpy())
+    # each image encoded once, in bounded chunks (stream.py); as validated in training: its
+    # precision, memory format and test-time views
+    top, confidence = answer_questions(model, task, rows, batch_size, dev, normalize,
+                                       resolve_precision(params.precision, dev), params.tta, params.channels_last)
     part = questions.iloc[rows]
-    answers = np.array(vocab.answers, dtype=object)[np.concatenate(top)]
+    answers = np.array(vocab.answers, dtype=object)[top]
     return VqaPredictions(wanted["split"].to_numpy(str), rows, part["qid"].to_numpy(str),
                           part["image_name"].to_numpy(str), part["image"].to_numpy(np.int64),
                           part["question"].to_numpy(str), part["answers"].to_numpy(str),
                           part["answer_type"].to_numpy(str), part["answerable"].to_numpy(str),
-                          answers.astype(str), np.concatenate(confidence).astype(np.float32))
+                          answers.astype(str), confidence)
 
 
 def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | None,
