@@ -8,6 +8,9 @@ metrics/eval.json holds, per split (test first, then val):
 - `accuracy`: plain accuracy, the prediction against the most common human answer (normalized);
   for single-answer sets (easy-VQA, DAQUAR) it equals vqa_accuracy;
 - `per_answer_type`: vqa_accuracy per answer type, when the data names types;
+- `wups_0.9`, `wups_0.0`: DAQUAR's WUPS (wups.py: Wu-Palmer similarity over WordNet, list
+  answers item by item) of the prediction against the most common human answer; with WordNet not
+  installed (the optional extra `wups`), `wups_unavailable` says so instead;
 - `answerability` (VizWiz, when `answerable` is given): `accuracy` of answerability read from the
   answer (predicting "unanswerable" says not answerable), and vqa_accuracy over the answerable
   and over the unanswerable questions.
@@ -29,6 +32,7 @@ import pandas as pd
 from ...errors import VistageError
 from ...evaluation import CALIBRATION_BINS, DIGITS, SplitRows
 from .answers import normalize_answer, per_type_accuracy, vqa_accuracy
+from .wups import wups_scores
 
 UNANSWERABLE = "unanswerable"
 
@@ -77,6 +81,12 @@ def most_common(answers: list[str]) -> str:
     return Counter(normalize_answer(a) for a in answers).most_common(1)[0][0] if answers else ""
 
 
+def most_common_as_given(answers: list[str]) -> str:
+    """The most common human answer as a human wrote it (its list commas kept: "book, scissor")."""
+    common = most_common(answers)
+    return next((a for a in answers if normalize_answer(a) == common), "")
+
+
 def score_rows(pred: VqaPredictions) -> tuple[list[str], np.ndarray]:
     """(expected answer, VQA accuracy of the prediction) per question; NaN when unanswered."""
     human = pred.human_answers()
@@ -102,7 +112,8 @@ def vqa_metrics(pred: VqaPredictions) -> dict:
     expected = [most_common(a) for a in human]
     plain = np.mean([normalize_answer(p) == e for p, e in zip(pred.answers, expected)])
     out = {"questions": int(len(pred.index)), "vqa_accuracy": scores["overall"],
-           "accuracy": round(float(plain), DIGITS)}
+           "accuracy": round(float(plain), DIGITS),
+           **wups_scores(list(pred.answers), [most_common_as_given(a) for a in human], DIGITS)}
     if scores["per_type"]:
         out["per_answer_type"] = scores["per_type"]
     if (pred.answerable != "").all():
@@ -188,6 +199,8 @@ def evaluate(logits: Path, paths) -> list[str]:
     lines = []
     for name, m in summary.items():
         types = ", ".join(f"{t} {v:.4f}" for t, v in m.get("per_answer_type", {}).items())
+        wups = f", WUPS@0.9 {m['wups_0.9']:.4f}, WUPS@0.0 {m['wups_0.0']:.4f}" if "wups_0.9" in m else \
+            f" ({m['wups_unavailable']})"
         lines.append(f"{name}, {m['questions']} questions: VQA accuracy {m['vqa_accuracy']:.4f}, "
-                     f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}")
+                     f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}{wups}")
     return lines
