@@ -162,6 +162,7 @@ def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path |
 
     import pandas as pd
 
+    from ...io import immediately
     from .data import load_questions, write_vqa_store
     from .sources import load_vqa_source
 
@@ -178,7 +179,8 @@ def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path |
     source = load_vqa_source(dp, vp)
     with tempfile.TemporaryDirectory(prefix="vistage-predict-") as tmp:
         store = Path(tmp) / "store"
-        write_vqa_store(store, source, dp, stage=f"predict --input {questions_file}")
+        with immediately():  # scratch, read back at once: not an output the command publishes at its end
+            write_vqa_store(store, source, dp, stage=f"predict --input {questions_file}")
         questions = load_questions(store)
         split = pd.DataFrame({"index": questions["index"],
                               "split": ["unlabeled" if a == "" else "test" for a in questions["answers"]]})
