@@ -80,3 +80,22 @@ def test_a_memory_mapped_store_is_read_through_a_mapping_of_its_own(tmp_path):
     got = read_images(images, np.array([3, 1]))
     assert not isinstance(got, np.memmap) and got.flags["C_CONTIGUOUS"]
     assert (got[:, 0, 0, 0] == [3, 1]).all() and (read_images(np.asarray(images), np.array([4]))[0] == 4).all()
+
+
+def test_the_predict_command_with_input_predicts_new_questions(vqa_store, trained, tmp_path):  # noqa: F811
+    """`python stages/predict.py --input`: the command publishes its outputs at its end, and the
+    scratch store of the new questions must not wait for that (it did: questions.csv missing)."""
+    import sys
+
+    import pandas as pd
+
+    from .conftest import ROOT, run
+
+    raw = vqa_store / "raw"
+    run([sys.executable, "stages/predict.py", "--params", str(trained / "params.yaml"), "--checkpoint",
+         str(trained / "models" / "best.pt"), "--input", str(raw / "qa.json"), "--images", str(raw / "images"),
+         "--out", str(tmp_path / "predictions.csv")], ROOT)
+    table = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
+    # every question of the file answered, scored against its human answers (given: split test)
+    assert len(table) == 120 and table["answer"].ne("").all() and set(table["split"]) == {"test"}
+    assert table["expected"].isin(["red", "green", "blue", "yes", "no"]).all()
