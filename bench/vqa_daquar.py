@@ -16,6 +16,8 @@ normalized answer (the official normalization, vistage.tasks.vqa.answers), DAQUA
     python bench/vqa_daquar.py                      # features, blind baselines, every encoder x fusion
     python bench/vqa_daquar.py --folds 2 --epochs 5 --encoders bow --fusions mul   # a quick look
     python bench/vqa_daquar.py --features g320 g480 grid --encoders minilm --fusions mul  # image features
+    python bench/vqa_daquar.py --folds 3 --features m480 --encoders bilstm --fusions san --hops 1 2 \
+        --batch-by-image --hidden 256          # stacked attention over the 15 x 15 feature map
 
 Prints one line per run: accuracy (mean and range over folds), train seconds (all folds), and the
 load average, since the machine may be shared. Times are per fold too in the table.
@@ -103,8 +105,11 @@ class ClassProbs(nn.Module):
 
 # name -> (height, width) of the photos fed to the backbone; pNNN: padded to an NNN square, as a
 # vistage store with data.resize: pad and data.image_size: NNN holds them (what the train stage sees)
+# mNNN: the whole feature map of the NNN-padded photo, one vector per cell (float16; m480: 15 x 15 x 1280),
+# what vqa.fusion: san attends over
 FEATURE_SIZES = {"g224": (224, 224), "g320": (240, 320), "g480": (360, 480), "grid": (360, 480),
-                 "cls": (240, 320), "g640": (480, 640), "p320": (320, 320), "p480": (480, 480)}
+                 "cls": (240, 320), "g640": (480, 640), "p320": (320, 320), "p480": (480, 480),
+                 "m320": (320, 320), "m480": (480, 480)}
 
 
 def compute_features(images: list, names: list[str], batch_size: int, cache: Path | None) -> dict[str, torch.Tensor]:
@@ -112,6 +117,7 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
     kept in `cache` (a folder) for the next run."""
     from vistage.batches import Normalizer
     from vistage.models import build_model
+    from vistage.tasks.vqa.model import FeatureMap
 
     params = Params.model_validate({"model": "tf_efficientnet_lite0", "pretrained": True})
     backbone, _ = image_encoder(params)
@@ -127,7 +133,7 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
                 out[name] = torch.cat([flat[:, None, :1280], regions], dim=1)
             continue
         started = time.perf_counter()
-        if name.startswith("p"):
+        if name.startswith(("p", "m")):
             from vistage.data.images import to_store_array
 
             pixels = np.stack([to_store_array(im, FEATURE_SIZES[name][0], "pad") for im in images])
@@ -135,11 +141,14 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
             pixels = as_uint8(images, *FEATURE_SIZES[name])
         if name == "grid":  # the whole image and 2x2 regions: what vqa.image_grid: 2 gives the model
             module = RegionPool(backbone, 2)
+        elif name.startswith("m"):
+            module = FeatureMap(backbone)
         elif name == "cls":
             module = ClassProbs(build_model("tf_efficientnet_lite0", 1000, pretrained=True))
         else:
             module = backbone
-        out[name] = backbone_features(module, pixels, normalize, batch_size)
+        out[name] = backbone_features(module, pixels, normalize, batch_size,
+                                      dtype=torch.float16 if name.startswith("m") else torch.float32)
         if cached:
             cache.mkdir(parents=True, exist_ok=True)
             torch.save(out[name], cached)
@@ -178,16 +187,37 @@ def build_head(params: Params, encoding: QuestionEncoding, image_dim: int, regio
     """The modules create_vqa_model builds, on precomputed image features (no backbone to run)."""
     v = params.vqa
     question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
-    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions)
+    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions,
+                                                 v.attention_hops)
     return VqaModel(nn.Identity(), image_dim, question, fusion, v.hidden, v.dropout, n_answers)
 
 
-def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, feats: torch.Tensor,
-               targets: torch.Tensor, train: np.ndarray, seed: int) -> tuple[VqaModel, float]:
+def epoch_order(train: np.ndarray, image_of: np.ndarray, by_image: bool, g: torch.Generator) -> np.ndarray:
+    """The training questions shuffled; by_image: the images shuffled, each one's questions together
+    (vqa.batch_by_image: a batch holds a few whole images, each projected once)."""
+    if not by_image:
+        return train[torch.randperm(len(train), generator=g).numpy()]
+    images = np.unique(image_of[train])
+    place = np.zeros(image_of.max() + 1, dtype=np.int64)
+    place[images[torch.randperm(len(images), generator=g).numpy()]] = np.arange(len(images))
+    return train[np.argsort(place[image_of[train]], kind="stable")]
+
+
+def forward(model: VqaModel, image_feats: torch.Tensor, image_of: np.ndarray, encoded: dict,
+            rows: np.ndarray) -> torch.Tensor:
+    """The model on the questions `rows`: each of their images' features once (float32), and which is whose."""
+    unique, image_index = np.unique(image_of[rows], return_inverse=True)
+    r = torch.from_numpy(rows)
+    return model(image_feats[torch.from_numpy(unique)].float(), image_index=torch.from_numpy(image_index),
+                 **{k: v[r] for k, v in encoded.items()})
+
+
+def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_feats: torch.Tensor,
+               image_of: np.ndarray, targets: torch.Tensor, train: np.ndarray, seed: int) -> tuple[VqaModel, float]:
     """AdamW + OneCycle over the training questions, as the train stage would with these params."""
     torch.manual_seed(seed)
-    regions = feats.shape[1] if feats.ndim == 3 else 1
-    model = build_head(params, encoding, feats.shape[-1], regions, targets.shape[1])
+    regions = image_feats.shape[1] if image_feats.ndim == 3 else 1
+    model = build_head(params, encoding, image_feats.shape[-1], regions, targets.shape[1])
     loss_fn = vqa_loss(params)
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
@@ -199,11 +229,10 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, feats:
     started = time.perf_counter()
     model.train()
     for _ in range(params.epochs):
-        order = torch.from_numpy(train)[torch.randperm(len(train), generator=g)]
+        order = epoch_order(train, image_of, params.vqa.batch_by_image, g)
         for b in range(len(train) // params.batch_size):
             rows = order[b * params.batch_size:(b + 1) * params.batch_size]
-            logits = model(feats[rows], **{k: v[rows] for k, v in encoded.items()})
-            loss = loss_fn(logits, targets[rows])
+            loss = loss_fn(forward(model, image_feats, image_of, encoded, rows), targets[torch.from_numpy(rows)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -212,12 +241,10 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, feats:
 
 
 @torch.no_grad()
-def predict(model: VqaModel, encoded: dict, feats: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-    out = []
-    for start in range(0, len(rows), 512):
-        r = torch.from_numpy(rows[start:start + 512])
-        out.append(model(feats[r], **{k: v[r] for k, v in encoded.items()}))
-    return torch.cat(out)
+def predict(model: VqaModel, encoded: dict, image_feats: torch.Tensor, image_of: np.ndarray,
+            rows: np.ndarray) -> torch.Tensor:
+    return torch.cat([forward(model, image_feats, image_of, encoded, rows[s:s + 256])
+                      for s in range(0, len(rows), 256)])
 
 
 def run_config(params: Params, questions: list[str], answers: list[str], image_feats: torch.Tensor,
@@ -233,10 +260,10 @@ def run_config(params: Params, questions: list[str], answers: list[str], image_f
             targets[i, vocab.index(answers[i])] = 1.0
         encoding = QuestionEncoding.fit(params, [questions[i] for i in train])
         encoded = _encoded(encoding, questions)
-        feats = image_feats[torch.from_numpy(image_of)]  # one row per question
-        model, secs = train_head(params, encoding, encoded, feats, targets, train, seed=params.seed + f)
+        model, secs = train_head(params, encoding, encoded, image_feats, image_of, targets, train,
+                                 seed=params.seed + f)
         seconds += secs
-        guesses = predict(model, encoded, feats, test).argmax(1)
+        guesses = predict(model, encoded, image_feats, image_of, test).argmax(1)
         accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses.tolist(), test)])))
     return accs, seconds
 
@@ -262,12 +289,13 @@ def _encoded(encoding: QuestionEncoding, questions: list[str]) -> dict[str, torc
     return _SENTENCES[encoding.encoder]
 
 
-def head_params(args, encoder: str, fusion: str, loss: str) -> Params:
+def head_params(args, encoder: str, fusion: str, loss: str, hops: int = 2) -> Params:
     return Params.model_validate({
         "seed": 0, "lr": args.lr, "weight_decay": args.weight_decay, "epochs": args.epochs,
         "batch_size": args.batch_size, "label_smoothing": args.label_smoothing,
         "vqa": {"question_encoder": encoder, "fusion": fusion, "hidden": args.hidden, "dropout": args.dropout,
-                "embed_dim": args.embed_dim, "loss": loss, "min_word_count": args.min_word_count}})
+                "embed_dim": args.embed_dim, "loss": loss, "min_word_count": args.min_word_count,
+                "attention_hops": hops, "batch_by_image": args.batch_by_image}})
 
 
 def main() -> None:
@@ -281,6 +309,9 @@ def main() -> None:
     ap.add_argument("--encoders", nargs="+", default=["bow", "bilstm", "transformer", "minilm"])
     ap.add_argument("--fusions", nargs="+", default=["concat", "mul"], help="attention: use --features grid")
     ap.add_argument("--losses", nargs="+", default=["cross_entropy"], choices=["cross_entropy", "soft_bce"])
+    ap.add_argument("--hops", nargs="+", type=int, default=[2], help="fusion san: attention hops, each tried")
+    ap.add_argument("--batch-by-image", action="store_true",
+                    help="batches of whole images' questions (san: each image projected once per batch)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -327,26 +358,33 @@ def main() -> None:
                                     CACHE)
     if args.join and len(args.features) > 1:
         feature_sets["+".join(args.features)] = torch.cat([feature_sets[n].flatten(1) for n in args.features], dim=1)
-    first = (args.encoders[0], args.fusions[0], args.losses[0])
+    first = (args.encoders[0], args.fusions[0], args.losses[0], args.hops[0])
     if args.join and len(args.features) > 1:  # the joined set alone
         feature_sets = {n: f for n, f in feature_sets.items() if "+" in n}
     runs = [(f, *first) for f in feature_sets] if len(feature_sets) > 1 else []
     best_features = list(feature_sets)[-1]
-    runs += [(best_features, e, fu, lo) for e in args.encoders for fu in args.fusions for lo in args.losses]
+    runs += [(best_features, e, fu, lo, h) for e in args.encoders for fu in args.fusions for lo in args.losses
+             for h in (args.hops if fu == "san" else args.hops[:1])]
     done = set()
     # question only: the image features zeroed, same head (concat, so the question path stands alone)
     zero = {"none": torch.zeros(len(names), 1)}
-    blind_head = [] if args.no_question_only else [("none", first[0], "concat", first[2])]
-    for feat, encoder, fusion, loss in blind_head + runs:
-        if (feat, encoder, fusion, loss) in done:
+    blind_head = [] if args.no_question_only else [("none", first[0], "concat", first[2], first[3])]
+    for feat, encoder, fusion, loss, hops in blind_head + runs:
+        if (feat, encoder, fusion, loss, hops) in done:
             continue
-        done.add((feat, encoder, fusion, loss))
-        params = head_params(args, encoder, fusion, loss)
+        done.add((feat, encoder, fusion, loss, hops))
+        params = head_params(args, encoder, fusion, loss, hops)
         feats = zero[feat] if feat == "none" else feature_sets[feat]
         accs, secs = run_config(params, questions, answers, feats, image_of, folds, args.top_k)
         what = "question only" if feat == "none" else f"image {feat}"
-        print(f"{encoder:12s} {fusion:7s} {loss:14s} {what:18s} {report(accs)}  train {secs:6.1f} s "
-              f"({secs / len(folds):.1f} s/fold)  load {load()}", flush=True)
+        if fusion == "san":
+            fusion = f"san x{hops}"
+        print(f"{encoder:12s} {fusion:8s} {loss:14s} {what:18s} {report(accs)}  train {secs:6.1f} s "
+              f"({secs / len(folds):.1f} s/fold)  load {load()}  ({fold_scores(accs)})", flush=True)
+
+
+def fold_scores(accs: list[float]) -> str:
+    return " ".join(f"{100 * a:.1f}" for a in accs)
 
 
 def report(accs: list[float]) -> str:

@@ -33,6 +33,7 @@ CONTRADICTIONS = [
     ("vqa", {"tta": ["flip"]}, "error", "swaps left and right"),
     ("vqa", {"label_smoothing": 0.1}, "warning", "read by vqa.loss: cross_entropy only"),
     ("vqa", {"vqa": {"question_finetune": True}}, "warning", "read by vqa.question_encoder: minilm only"),
+    ("vqa", {"vqa": {"attention_hops": 1}}, "warning", "read by vqa.fusion: san only"),
 ]
 
 

@@ -97,15 +97,17 @@ class FeatureCache:
 @torch.no_grad()
 def backbone_features(backbone: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, rows: np.ndarray,
                       normalize: Callable[[torch.Tensor], torch.Tensor], batch_size: int, device: torch.device,
-                      autocast=None, progress: Callable[[int], None] = lambda n: None) -> torch.Tensor:
-    """backbone(normalize(batch)) over the store rows `rows`, in that order, as float32 on `device`:
-    [len(rows), D] (or [len(rows), R, D] for region vectors, VQA's image_grid). The one place a
-    frozen backbone runs over a store: the classifier's cache below and VQA's (vqa/features.py)."""
+                      autocast=None, progress: Callable[[int], None] = lambda n: None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """backbone(normalize(batch)) over the store rows `rows`, in that order, as `dtype` on `device`:
+    [len(rows), D] (or [len(rows), R, D] for region vectors, VQA's image_grid and feature maps, kept
+    in float16 to halve their memory). The one place a frozen backbone runs over a store: the
+    classifier's cache below and VQA's (vqa/features.py)."""
     parts = []
     dummy = np.zeros(len(images), dtype=np.int64)
     for x, _, _ in iterate_batches(images, dummy, np.asarray(rows), batch_size, shuffle=False):
         with autocast or torch.autocast(device.type, enabled=False):
-            parts.append(backbone(normalize(x.to(device, non_blocking=True))).float())
+            parts.append(backbone(normalize(x.to(device, non_blocking=True))).to(dtype))
         progress(len(x))
     return torch.cat(parts) if parts else torch.zeros(0, 0, device=device)
 

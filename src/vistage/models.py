@@ -74,9 +74,19 @@ class SimpleCNN(nn.Module):
             _conv_bn(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(4 * w, num_classes))
+        self.num_features = 4 * w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    # timm's names, so VQA's attention (vqa.fusion: san, vqa.image_grid) can look at its cells
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before the pooling: [B, 4 * width, H / 4, W / 4]."""
+        return self.features[:-2](x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """0: no classifier, the pooled features out (after the dropout), as timm's reset_classifier."""
+        self.head[1] = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 
 @MODELS.register(help="vistage's 5-conv CNN for small images (fast on CPU)")

@@ -65,7 +65,9 @@ class VqaParams(_Strict):
     min_word_count: int = Field(1, ge=1, description="word encoders: train-split count for a word to get its own "
                                                      "vector (rarer: <unk>)")
     image_grid: int = Field(0, ge=0, le=8, description="0: one pooled image vector; g: the whole image and g x g "
-                                                     "regions (timm CNNs; for fusion: attention)")
+                                                     "regions (timm CNNs; for fusion: attention or san)")
+    attention_hops: int = Field(2, ge=1, le=8, description="fusion: san: glimpses over the image, each refining the "
+                                                           "query with what it saw (SAN's stacked attention)")
 
     # data (vqa-pipe)
     source: str = Field("easy-vqa", description="VQA data source keyword (`vistage list vqa_sources`)")

@@ -61,6 +61,10 @@ class VqaTask(Task):
         if params.vqa.question_finetune and params.vqa.question_encoder != "minilm":
             warnings.append(f"vqa.question_finetune: true is read by vqa.question_encoder: minilm only (the "
                             f"{params.vqa.question_encoder} encoder always trains)")
+        hops = type(params.vqa).model_fields["attention_hops"].default
+        if params.vqa.attention_hops != hops and params.vqa.fusion != "san":
+            warnings.append(f"vqa.attention_hops: {params.vqa.attention_hops} is read by vqa.fusion: san only "
+                            f"(vqa.fusion is {params.vqa.fusion})")
         return errors, warnings
 
     def prepare(self, params, out, metrics) -> str:

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ...feature_cache import backbone_features as _run_backbone
+from .model import FeatureMap
 
 
 def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: int = 64,
-                      device: torch.device | str = "cpu") -> torch.Tensor:
-    """backbone(normalize(batch)) for every image, in order: float32 [N, D] (or [N, R, D]) on the CPU.
+                      device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """backbone(normalize(batch)) for every image, in order: [N, D] (or [N, R, D]) of `dtype` on the CPU.
 
     `images_uint8`: (N, H, W, 3) uint8, numpy (a memory-mapped store works: read a batch at a time)
     or torch; `normalize`: uint8 NHWC batch on the device -> the float NCHW the backbone takes
@@ -29,7 +30,7 @@ def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: 
     backbone.eval()
     try:
         return _run_backbone(backbone, images, np.arange(len(images)), normalize, batch_size,
-                             torch.device(device)).cpu()
+                             torch.device(device), dtype=dtype).cpu()
     finally:
         backbone.train(was_training)
 
@@ -42,5 +43,9 @@ def cacheable(params) -> bool:
 
 def image_features(model: nn.Module, images_uint8, normalize, batch_size: int = 64,
                    device: torch.device | str = "cpu") -> torch.Tensor:
-    """The VQA model's own image vectors for every stored image (its `.backbone`), [N_images, D]."""
-    return backbone_features(model.backbone, images_uint8, normalize, batch_size, device)
+    """The VQA model's own image vectors for every stored image (its `.backbone`): float32
+    [N_images, D] pooled (or [N_images, R, D] regions), or float16 [N_images, cells, D] for a feature map (the
+    15 x 15 x 1280 map of tf_efficientnet_lite0 at 480 px: 576,000 bytes an image, 458 MB for
+    DAQUAR's 795; float32 would double it). Batches turn them back to float32."""
+    return backbone_features(model.backbone, images_uint8, normalize, batch_size, device,
+                             torch.float16 if isinstance(model.backbone, FeatureMap) else torch.float32)

@@ -267,8 +267,9 @@ def minilm(encoding: QuestionEncoding, params) -> nn.Module:
     return MiniLM(encoding.finetune)
 
 
-# -- fusions: (image_dim, question_dim, hidden, dropout, regions) -> module with .out_dim ----------------
-# The image comes as one vector [B, D] or, with vqa.image_grid, as region vectors [B, R, D].
+# -- fusions: (image_dim, question_dim, hidden, dropout, regions, hops) -> module with .out_dim -----------
+# (hops: vqa.attention_hops, read by san only)
+# The image comes as one vector [B, D] or, with vqa.image_grid (or fusion: san), as region vectors [B, R, D].
 
 class _Fusion(nn.Module):
     """Both vectors projected to `hidden` (after dropout), then combined by `combine`. Region
@@ -315,19 +316,89 @@ class Attention(nn.Module):
         return (weights * regions).sum(1) * q
 
 
+class StackedAttention(nn.Module):
+    """Stacked attention (Yang et al. 2016, "Stacked Attention Networks for Image Question
+    Answering"): the image cells projected to `hidden` (tanh), the question too, as the first query
+    u_0; each hop scores every cell against the query (tanh of their projections added, then one
+    weight per cell, softmax over the cells), and the query takes in what it looked at:
+    u_k = u_{k-1} + sum_i p_i v_i. The last query is the fused vector.
+
+    What depends on the image alone (the cells' projections and each hop's keys) is computed once
+    per image of the batch, then indexed by `image_index` (which image each question asks about):
+    with batches of whole images' questions (vqa.batch_by_image) that is most of the work saved.
+    `self.attention` keeps the last forward's weights of the last hop, [B, cells] (detached), for
+    the report's gallery; `attention_maps` gives every hop's."""
+
+    per_image = True  # VqaModel passes image_index instead of repeating the image per question
+
+    def __init__(self, image_dim: int, question_dim: int, hidden: int, dropout: float, hops: int):
+        super().__init__()
+        self.image = nn.Sequential(nn.Dropout(dropout), nn.Linear(image_dim, hidden), nn.Tanh())
+        self.question = nn.Sequential(nn.Dropout(dropout), nn.Linear(question_dim, hidden), nn.Tanh())
+        # the attention space a quarter of `hidden`: scoring every cell for every question ([B, cells, k]
+        # through tanh) is the per-question cost; at k = hidden a 2-core CPU step took 2.4x as long
+        self.hops = nn.ModuleList(_AttentionHop(hidden, max(1, hidden // 4), dropout) for _ in range(hops))
+        self.out_dim = hidden
+        self.attention: torch.Tensor | None = None
+
+    def attention_maps(self, image: torch.Tensor, question: torch.Tensor, image_index: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the fused vectors [B, hidden], every hop's weights over the cells [B, hops, cells])."""
+        cells = self.image(image if image.ndim == 3 else image.unsqueeze(1))  # [images, cells, H]
+        keys = [hop.image(cells) for hop in self.hops]
+        if image_index is not None:
+            cells, keys = cells[image_index], [k[image_index] for k in keys]
+        query, maps = self.question(question), []
+        for hop, key in zip(self.hops, keys):
+            weights = hop(key, query)  # [B, cells]
+            query = query + torch.bmm(weights.unsqueeze(1), cells).squeeze(1)
+            maps.append(weights)
+        return query, torch.stack(maps, dim=1)
+
+    def forward(self, image: torch.Tensor, question: torch.Tensor, image_index: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        fused, maps = self.attention_maps(image, question, image_index)
+        self.attention = maps[:, -1].detach()
+        return fused
+
+
+class _AttentionHop(nn.Module):
+    """One hop's weights over the cells: softmax_i(w . tanh(W_I v_i + W_Q u + b)), in a k-dimensional
+    attention space; `image` gives the keys W_I v_i, which depend on the image alone."""
+
+    def __init__(self, hidden: int, k: int, dropout: float):
+        super().__init__()
+        self.image = nn.Linear(hidden, k, bias=False)
+        self.query = nn.Linear(hidden, k)
+        self.score = nn.Sequential(nn.Dropout(dropout), nn.Linear(k, 1))
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        joint = torch.tanh(keys + self.query(query).unsqueeze(1))
+        return self.score(joint).squeeze(-1).softmax(dim=1)
+
+
 @FUSIONS.register(help="concatenate the projected image and question vectors (R1)")
-def concat(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1) -> nn.Module:
+def concat(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1, hops: int = 1
+           ) -> nn.Module:
     return Concat(image_dim, question_dim, hidden, dropout, nn.ReLU(), 2 * hidden, regions)
 
 
 @FUSIONS.register(help="multiply the tanh-projected image and question vectors elementwise")
-def mul(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1) -> nn.Module:
+def mul(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1, hops: int = 1
+        ) -> nn.Module:
     return Multiply(image_dim, question_dim, hidden, dropout, nn.Tanh(), hidden, regions)
 
 
 @FUSIONS.register(help="question-guided attention over image regions (vqa.image_grid), then mul")
-def attention(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1) -> nn.Module:
+def attention(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1, hops: int = 1
+              ) -> nn.Module:
     return Attention(image_dim, question_dim, hidden, dropout)
+
+
+@FUSIONS.register(help="stacked attention (SAN): vqa.attention_hops question-guided glimpses over every cell "
+                       "of the feature map (or the vqa.image_grid regions), the query refined each hop")
+def san(image_dim: int, question_dim: int, hidden: int, dropout: float, regions: int = 1, hops: int = 2) -> nn.Module:
+    return StackedAttention(image_dim, question_dim, hidden, dropout, hops)
 
 
 # -- the image encoder and the whole model ------------------------------------------------------------
@@ -347,6 +418,18 @@ class RegionPool(nn.Module):
         return torch.cat([fmap.mean((2, 3)).unsqueeze(1), regions], dim=1)
 
 
+class FeatureMap(nn.Module):
+    """A timm model's last feature map as one vector per cell, row by row: [B, h * w, C] (for
+    tf_efficientnet_lite0 at 480 px, 15 x 15 cells of 1280). What fusion: san attends over."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x).flatten(2).transpose(1, 2)
+
+
 def image_encoder(params) -> tuple[nn.Module, int]:
     """params.model without its classifier: (module giving a pooled feature vector, its size), or
     with vqa.image_grid, region vectors of that size. Built by models.py, so every timm model,
@@ -355,12 +438,13 @@ def image_encoder(params) -> tuple[nn.Module, int]:
 
     model = build_from_params(params, num_classes=1)
     grid = params.vqa.image_grid
-    if grid and not hasattr(model, "forward_features"):
-        raise VistageError(f"params.yaml: vqa.image_grid: model {params.model!r} gives no feature map "
-                           "(a timm CNN does); set vqa.image_grid: 0")
-    if grid:
+    cells = params.vqa.fusion == "san" and not grid  # san attends over every cell of the feature map
+    if (grid or cells) and not hasattr(model, "forward_features"):
+        key = "vqa.image_grid" if grid else "vqa.fusion: san"
+        raise VistageError(f"params.yaml: {key}: model {params.model!r} gives no feature map (a timm CNN does)")
+    if grid or cells:
         model.reset_classifier(0)
-        return RegionPool(model, grid), int(model.num_features)
+        return (RegionPool(model, grid) if grid else FeatureMap(model)), int(model.num_features)
     if hasattr(model, "reset_classifier"):  # timm: pooled features, drop_rate still applied
         model.reset_classifier(0)
         return model, int(model.num_features)
@@ -403,9 +487,12 @@ class VqaModel(nn.Module):
     def forward(self, images: torch.Tensor, image_index: torch.Tensor | None = None, **question) -> torch.Tensor:
         # fewer than 4 dims: the image features already (vqa.features.backbone_features, frozen backbone)
         features = images if images.ndim < 4 else self.backbone(images)
+        question = self.question(**question)
+        if image_index is not None and getattr(self.fusion, "per_image", False):
+            return self.head(self.fusion(features, question, image_index))  # it indexes after its per-image work
         if image_index is not None:  # each image once in `images`; question i asks about image_index[i]
             features = features[image_index]
-        return self.head(self.fusion(features, self.question(**question)))
+        return self.head(self.fusion(features, question))
 
 
 def create_vqa_model(params, encoding: QuestionEncoding, n_answers: int) -> nn.Module:
@@ -416,5 +503,6 @@ def create_vqa_model(params, encoding: QuestionEncoding, n_answers: int) -> nn.M
     backbone, image_dim = image_encoder(params)
     question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
     regions = 1 + v.image_grid ** 2 if v.image_grid else 1
-    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions)
+    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions,
+                                                 v.attention_hops)
     return VqaModel(backbone, image_dim, question, fusion, v.hidden, v.dropout, n_answers)

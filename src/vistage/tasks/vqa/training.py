@@ -124,7 +124,7 @@ class VqaTraining(TaskTraining):
         if transformed is not None:
             xs = (x for x, _, _ in transformed([u for u, _ in unique]))
         elif self.features is not None:
-            xs = (self.features[torch.from_numpy(u)] for u, _ in unique)
+            xs = (self.features[torch.from_numpy(u)].float() for u, _ in unique)  # float16 maps: float32 to train
         else:
             xs = (torch.from_numpy(np.ascontiguousarray(images[u])) for u, _ in unique)
         for rows, (_, image_index), x in zip(batches, unique, xs):
@@ -193,7 +193,8 @@ class VqaTraining(TaskTraining):
                     out = views[0][0] * self.forward(model, x, inputs, device).float()
                     for weight, features in self.view_features:
                         unique = torch.from_numpy(np.unique(self.image_of[chunks[k]]))
-                        out += weight * self.forward(model, features[unique].to(device), inputs, device).float()
+                        out += weight * self.forward(model, features[unique].to(device).float(), inputs,
+                                                     device).float()
                 else:
                     x = normalize(x)
                     if channels_last:
