@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import yaml
 from PIL import Image
@@ -400,3 +401,23 @@ def test_the_easy_vqa_recipe_learns_to_answer_from_the_images(tmp_path):
                                  tmp_path / "live"))
     blind = blind_accuracy(tmp_path / "prepared", tmp_path / "split.csv")
     assert result["best_val_acc"] >= 0.9 > blind + 0.15, (result, blind)
+
+
+def test_san_trains_on_the_cached_float16_map_and_predicts_from_the_images(vqa_store, tmp_path, monkeypatch):
+    """vqa.fusion: san with a frozen image encoder: the train stage caches its feature map once, in
+    float16, batches by image, and the checkpoint answers through predict, which runs the encoder
+    on the images."""
+    from vistage.tasks.vqa import training
+    from vistage.tasks.vqa.predict import predict_questions
+    from vistage.training import TrainPaths, train
+
+    p = vqa_params(vqa_store / "raw", freeze="backbone", epochs=2, augment=[],
+                   vqa={"fusion": "san", "attention_hops": 2, "batch_by_image": True})
+    cached, real = [], training.VqaTraining.setup
+    monkeypatch.setattr(training.VqaTraining, "setup", lambda self, *a: (real(self, *a), cached.append(self.features)))
+    paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
+    result = train(p, paths)
+    assert np.isfinite(result["train/loss"]) and result["epochs_trained"] == 2
+    assert cached[0].dtype == torch.float16 and cached[0].shape[1:] == (4, 128)  # simple_cnn's 2 x 2 cells of 128
+    pred = predict_questions(paths.models / "best.pt", paths.store, paths.split, "cpu")
+    assert len(pred.answers) == len(pred.index) > 0
