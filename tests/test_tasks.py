@@ -34,6 +34,7 @@ CONTRADICTIONS = [
     ("vqa", {"label_smoothing": 0.1}, "warning", "read by vqa.loss: cross_entropy only"),
     ("vqa", {"vqa": {"question_finetune": True}}, "warning", "read by vqa.question_encoder: minilm only"),
     ("vqa", {"vqa": {"attention_hops": 1}}, "warning", "read by vqa.fusion: san only"),
+    ("vqa", {"gradcam_examples": 2}, "warning", "read by vqa.fusion: san only"),
 ]
 
 

@@ -142,7 +142,8 @@ class Params(_Strict):
                                description="unlabeled images for reports/submission.csv: folder, archive or CSV")
     predict_top_k: int = Field(5, ge=1, description="classes listed per image (with probabilities) in the submission")
     gradcam_examples: int = Field(8, ge=0, description="Grad-CAM overlays of the most confident test mistakes, "
-                                                       "plus a quarter as many correct images (0: off)")
+                                                       "plus a quarter as many correct images (0: off); task: vqa "
+                                                       "with vqa.fusion: san: its attention over the image instead")
     gradcam_layer: str | None = Field(None, description="Grad-CAM target layer, a module path such as layer4 "
                                                         "(null: picked for the model)")
     cost_repeats: int = Field(30, ge=1, description="timed batch-1 runs for the latency in metrics/cost.json")

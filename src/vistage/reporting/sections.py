@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import VistageError
 from ..io import atomic_dir, write_text
 from .baseline import better, not_comparable, read_baseline
-from .blocks import Change, Figure, Report, Section, Table, Text
+from .blocks import Card, Change, Figure, Report, Section, Table, Text
 from .charts import line_chart
 from .html import render_html
 from .markdown import render_markdown
@@ -152,6 +152,19 @@ def curves_section(params, inputs: ReportInputs) -> Section:
 def store_images(store: Path):
     path = store / "images.npy"
     return np.load(path, mmap_mode="r") if path.is_file() else None
+
+
+def overlay_cards(folder: Path, rows: pd.DataFrame) -> list[Card]:
+    """Cards of the overlays an index.csv of `folder` lists (gradcam.INDEX_COLUMNS) that exist; a
+    path out of the folder is an error (nothing else gets inlined)."""
+    cards = []
+    for r in rows.itertuples():
+        path = (folder / r.file).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            raise VistageError(f"{folder / 'index.csv'}: file {r.file!r} is outside {folder}")
+        if path.is_file():
+            cards.append(Card(path.read_bytes(), r.id, r.label, r.predicted, float(r.confidence)))
+    return cards
 
 
 def params_section(params, inputs: ReportInputs) -> Section:

@@ -11,8 +11,8 @@ from ...errors import VistageError
 from ...reporting.blocks import Card, ConfusionGrid, Figure, Gallery, Section, Table, Text
 from ...reporting.charts import confusion_png, png_bytes, reliability_chart
 from ...reporting.sections import (LONG_TABLE, ReportInputs, change_section, curves_section, metrics_section,
-                                   params_section, read_csv, read_json, metrics_by_split, store_images,
-                                   training_section)
+                                   overlay_cards, params_section, read_csv, read_json, metrics_by_split,
+                                   store_images, training_section)
 
 GRID_MAX_CLASSES = 20  # up to this many classes the confusion matrix is a table; above, an image
 TOP_PAIRS = 15  # rows of the most-confused-pairs table
@@ -145,18 +145,6 @@ def mistakes_section(params, inputs: ReportInputs) -> Section | None:
     return Section("Misclassified examples", [Text(text), Gallery("mistake", cards)])
 
 
-def _gradcam_cards(folder: Path, rows: pd.DataFrame) -> list[Card]:
-    """The listed images that exist; a path out of the folder is an error (nothing else gets inlined)."""
-    cards = []
-    for r in rows.itertuples():
-        path = (folder / r.file).resolve()
-        if not path.is_relative_to(folder.resolve()):
-            raise VistageError(f"{folder / 'index.csv'}: file {r.file!r} is outside {folder}")
-        if path.is_file():
-            cards.append(Card(path.read_bytes(), r.id, r.label, r.predicted, float(r.confidence)))
-    return cards
-
-
 def gradcam_section(params, inputs: ReportInputs) -> Section | None:
     if inputs.gradcam is None:
         return None
@@ -168,7 +156,7 @@ def gradcam_section(params, inputs: ReportInputs) -> Section | None:
     blocks = [Text("Where the model looked (Grad-CAM): red regions weigh most in the predicted class.",
                    note=True)]
     for kind, title in (("mistake", "Most confident mistakes:"), ("correct", "Correct predictions:")):
-        cards = _gradcam_cards(inputs.gradcam, index[index["kind"] == kind])
+        cards = overlay_cards(inputs.gradcam, index[index["kind"] == kind])
         if cards:
             blocks += [Text(title), Gallery(f"gradcam_{kind}", cards)]
     if len(blocks) == 1:

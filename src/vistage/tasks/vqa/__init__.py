@@ -4,7 +4,9 @@
     answers.py, questions.py   answer normalization, the official VQA accuracy, question tokens (no torch)
     model.py, losses.py, features.py   question encoders, fusions, the answer head, losses, cached image features
     training.py  the training hooks: batches of questions and their images, validation with test-time views
-    predict.py   the answers of the test, validation and unanswered questions, the submission
+    predict.py, stream.py   the answers of the test, validation and unanswered questions (each image encoded
+                 once), the submission
+    attention.py  where vqa.fusion: san looked: the report's overlays
     metrics.py   VQA accuracy, per answer type, answerability
     report.py    the report's sections
 """
@@ -12,7 +14,7 @@
 from ..base import EvaluatePaths, PredictPaths, ReportLayout, Task
 
 MIXES = ("mixup", "cutmix", "mixup_cutmix")
-_NOT_GRADCAM = "Grad-CAM and the inference cost are task: classify's"
+_NOT_GRADCAM = "Grad-CAM and the inference cost are task: classify's; vqa.fusion: san shows its own attention"
 
 
 class VqaTask(Task):
@@ -37,7 +39,6 @@ class VqaTask(Task):
         "data_on_device": ("warning", "VQA batches read each question's image from the store, or its cached "
                                       "features"),
         "predict_top_k": ("warning", "the submission holds one answer per question"),
-        "gradcam_examples": ("warning", _NOT_GRADCAM),
         "gradcam_layer": ("warning", _NOT_GRADCAM),
         "cost_repeats": ("warning", _NOT_GRADCAM),
         "calibrate": ("warning", "its answer scores are per-answer sigmoids (vqa.loss soft_bce) or the softmax as "
@@ -65,6 +66,10 @@ class VqaTask(Task):
         if params.vqa.attention_hops != hops and params.vqa.fusion != "san":
             warnings.append(f"vqa.attention_hops: {params.vqa.attention_hops} is read by vqa.fusion: san only "
                             f"(vqa.fusion is {params.vqa.fusion})")
+        examples = type(params).model_fields["gradcam_examples"].default
+        if params.gradcam_examples != examples and params.vqa.fusion != "san":
+            warnings.append(f"gradcam_examples: {params.gradcam_examples} is read by vqa.fusion: san only (its "
+                            f"attention overlays; vqa.fusion is {params.vqa.fusion})")
         return errors, warnings
 
     def prepare(self, params, out, metrics) -> str:

@@ -55,34 +55,45 @@ def _vqa_checkpoint(path: Path) -> dict:
     return state
 
 
-def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
-                      batch_size: int = 256) -> VqaPredictions:
-    from ...data.split import load_split
-    from ...data.store import load_store
-    from ...runtime import resolve_device
-    from .data import load_questions
-    from ...precision import resolve_precision
-    from .stream import answer_questions
-    from .training import VqaTraining
+class Predictor:
+    """A checkpoint's model in eval mode on `device`, with what it answers through: the VqaTraining
+    of a store's questions (the checkpoint's vocabularies), the normaliser, the trained params."""
 
-    dev = resolve_device(device)
-    model, vocab, encoding, normalize, params = load_vqa_model(checkpoint, dev)
-    store, questions, split = load_store(store_dir), load_questions(store_dir), load_split(split_path)
+    def __init__(self, checkpoint: Path, store_dir: Path, device: torch.device):
+        from ...data.store import load_store
+        from .data import load_questions
+        from .training import VqaTraining
+
+        self.device = device
+        self.model, vocab, encoding, self.normalize, self.params = load_vqa_model(checkpoint, device)
+        self.questions = load_questions(store_dir)
+        self.task = VqaTraining(self.params, self.questions, np.zeros(0, np.int64), vocab, encoding)
+        self.task.store = load_store(store_dir)
+
+
+def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
+                      batch_size: int = 256, predictor: Predictor | None = None) -> VqaPredictions:
+    from ...data.split import load_split
+    from ...precision import resolve_precision
+    from ...runtime import resolve_device
+    from .stream import answer_questions
+
+    run = predictor or Predictor(checkpoint, store_dir, resolve_device(device))
+    params, questions, split = run.params, run.questions, load_split(split_path)
     if len(split) != len(questions):
         raise VistageError(f"{split_path}: {len(split)} rows but {store_dir} has {len(questions)} questions; "
                            "rerun split")
     wanted = split[split["split"].isin((*EVAL_SPLITS, "unlabeled"))]
     if wanted.empty:
         raise VistageError(f"{split_path}: no test, val or unanswered questions to predict")
-    task = VqaTraining(params, questions, np.zeros(0, np.int64), vocab, encoding)
-    task.store = store
     rows = wanted["index"].to_numpy()
     # each image encoded once, in bounded chunks (stream.py); as validated in training: its
     # precision, memory format and test-time views
-    top, confidence = answer_questions(model, task, rows, batch_size, dev, normalize,
-                                       resolve_precision(params.precision, dev), params.tta, params.channels_last)
+    top, confidence = answer_questions(run.model, run.task, rows, batch_size, run.device, run.normalize,
+                                       resolve_precision(params.precision, run.device), params.tta,
+                                       params.channels_last)
     part = questions.iloc[rows]
-    answers = np.array(vocab.answers, dtype=object)[top]
+    answers = np.array(run.task.vocab.answers, dtype=object)[top]
     return VqaPredictions(wanted["split"].to_numpy(str), rows, part["qid"].to_numpy(str),
                           part["image_name"].to_numpy(str), part["image"].to_numpy(np.int64),
                           part["question"].to_numpy(str), part["answers"].to_numpy(str),
@@ -113,10 +124,12 @@ def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | Non
 
 
 def predict(p, paths) -> str:
-    """The predict stage with task: vqa (base.PredictPaths). Grad-CAM and the inference cost are
-    classification's: their outputs (declared in dvc.yaml for both tasks) say so instead of
-    holding stale files."""
-    from ...io import atomic_dir, write_json
+    """The predict stage with task: vqa (base.PredictPaths). The Grad-CAM folder holds the attention
+    overlays of vqa.fusion: san (attention.py), an empty index with other fusions; the inference
+    cost is classification's: its file (declared in dvc.yaml for both tasks) says so instead of
+    holding a stale one."""
+    from ...io import write_json
+    from ...runtime import resolve_device
 
     if paths.model is not None:
         raise VistageError("predict: --model: exporting a VQA model is not supported yet; predict with --checkpoint")
@@ -129,17 +142,19 @@ def predict(p, paths) -> str:
                if value is None]
     if missing:
         raise VistageError(f"predict: {', '.join(missing)} needed (or --input PATH to predict new questions)")
-    pred = predict_questions(paths.checkpoint, paths.store, paths.split, p.device)
+    run = Predictor(paths.checkpoint, paths.store, resolve_device(p.device))
+    pred = predict_questions(paths.checkpoint, paths.store, paths.split, predictor=run)
     pred.save(paths.logits)
     done = f"{write_outputs(pred, paths.out, paths.submission, paths.submission_json)}, {paths.logits}"
-    if paths.gradcam is not None:
-        from ...gradcam import INDEX, INDEX_COLUMNS
+    if paths.gradcam is not None:  # vqa.fusion: san's attention over the image; other fusions: an empty index
+        from .attention import has_attention, write_attention
 
-        with atomic_dir(paths.gradcam) as tmp:
-            pd.DataFrame(columns=INDEX_COLUMNS).to_csv(tmp / INDEX, index=False)
+        written = write_attention(run.model, run.task, pred, run.normalize, run.device, paths.gradcam,
+                                  p.gradcam_examples)
+        if has_attention(run.model):
+            done += f"; {written} attention overlays -> {paths.gradcam}"
     if paths.cost is not None:
         from ...cost import device_name
-        from ...runtime import resolve_device
 
         write_json(paths.cost, {"device": device_name(resolve_device(p.device)), "task": "vqa",
                                 "note": "inference latency is measured for task: classify only"})
