@@ -74,7 +74,7 @@ def test_report_without_the_optional_inputs(tmp_path):
     assert "Inference cost" not in page and "Grad-CAM" not in page and "Calibration" not in page
     inputs.cost, inputs.gradcam = tmp_path / "missing.json", tmp_path / "missing"
     page, _, _ = _write(tmp_path / "b", inputs)
-    assert "Not measured (" in page and "No Grad-CAM examples (" in page
+    assert "Not measured (" in page and "No overlays (" in page
 
 
 @pytest.mark.parametrize(("name", "content", "message"), [

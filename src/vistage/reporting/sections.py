@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import VistageError
 from ..io import atomic_dir, write_text
 from .baseline import better, not_comparable, read_baseline
-from .blocks import Card, Change, Figure, Report, Section, Table, Text
+from .blocks import Card, Change, Figure, Gallery, Report, Section, Table, Text
 from .charts import line_chart
 from .html import render_html
 from .markdown import render_markdown
@@ -154,9 +154,8 @@ def store_images(store: Path):
     return np.load(path, mmap_mode="r") if path.is_file() else None
 
 
-def overlay_cards(folder: Path, rows: pd.DataFrame) -> list[Card]:
-    """Cards of the overlays an index.csv of `folder` lists (gradcam.INDEX_COLUMNS) that exist; a
-    path out of the folder is an error (nothing else gets inlined)."""
+def _overlay_cards(folder: Path, rows: pd.DataFrame) -> list[Card]:
+    """The listed images that exist; a path out of the folder is an error (nothing else gets inlined)."""
     cards = []
     for r in rows.itertuples():
         path = (folder / r.file).resolve()
@@ -165,6 +164,23 @@ def overlay_cards(folder: Path, rows: pd.DataFrame) -> list[Card]:
         if path.is_file():
             cards.append(Card(path.read_bytes(), r.id, r.label, r.predicted, float(r.confidence)))
     return cards
+
+
+def overlay_section(folder: Path, title: str, intro: str, kinds: tuple[tuple[str, str], ...], gallery: str,
+                    none: str) -> Section:
+    """A section of the overlays the predict stage wrote to `folder` (index.csv: gradcam.INDEX_COLUMNS):
+    `intro`, then a gallery per (kind, heading) of `kinds` that has images; `none` when none has."""
+    index_path = folder / "index.csv"
+    if not index_path.is_file():
+        return Section(title, [Text(f"No overlays ({index_path} not found).", note=True)])
+    index = read_csv(index_path, ("file", "id", "label", "predicted", "confidence", "kind"),
+                     dtype={"id": str, "label": str, "predicted": str, "file": str, "kind": str})
+    blocks = [Text(intro, note=True)]
+    for kind, heading in kinds:
+        cards = _overlay_cards(folder, index[index["kind"] == kind])
+        if cards:
+            blocks += [Text(heading), Gallery(f"{gallery}_{kind}", cards)]
+    return Section(title, blocks if len(blocks) > 1 else blocks + [Text(none)])
 
 
 def params_section(params, inputs: ReportInputs) -> Section:

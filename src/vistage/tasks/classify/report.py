@@ -2,16 +2,13 @@
 (reporting/sections.py): inference cost, calibration, the confusion matrix, per-class scores,
 the most confident mistakes and Grad-CAM examples."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from ...errors import VistageError
 from ...reporting.blocks import Card, ConfusionGrid, Figure, Gallery, Section, Table, Text
 from ...reporting.charts import confusion_png, png_bytes, reliability_chart
 from ...reporting.sections import (LONG_TABLE, ReportInputs, change_section, curves_section, metrics_section,
-                                   overlay_cards, params_section, read_csv, read_json, metrics_by_split,
+                                   overlay_section, params_section, read_csv, read_json, metrics_by_split,
                                    store_images, training_section)
 
 GRID_MAX_CLASSES = 20  # up to this many classes the confusion matrix is a table; above, an image
@@ -148,20 +145,10 @@ def mistakes_section(params, inputs: ReportInputs) -> Section | None:
 def gradcam_section(params, inputs: ReportInputs) -> Section | None:
     if inputs.gradcam is None:
         return None
-    index_path = inputs.gradcam / "index.csv"
-    if not index_path.is_file():
-        return Section("Grad-CAM", [Text(f"No Grad-CAM examples ({index_path} not found).", note=True)])
-    index = read_csv(index_path, ("file", "id", "label", "predicted", "confidence", "kind"),
-                 dtype={"id": str, "label": str, "predicted": str, "file": str, "kind": str})
-    blocks = [Text("Where the model looked (Grad-CAM): red regions weigh most in the predicted class.",
-                   note=True)]
-    for kind, title in (("mistake", "Most confident mistakes:"), ("correct", "Correct predictions:")):
-        cards = overlay_cards(inputs.gradcam, index[index["kind"] == kind])
-        if cards:
-            blocks += [Text(title), Gallery(f"gradcam_{kind}", cards)]
-    if len(blocks) == 1:
-        blocks.append(Text("No examples."))
-    return Section("Grad-CAM", blocks)
+    return overlay_section(inputs.gradcam, "Grad-CAM",
+                           "Where the model looked (Grad-CAM): red regions weigh most in the predicted class.",
+                           (("mistake", "Most confident mistakes:"), ("correct", "Correct predictions:")),
+                           "gradcam", "No examples.")
 
 
 SECTIONS = [

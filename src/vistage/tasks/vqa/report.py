@@ -8,7 +8,7 @@ import numpy as np
 
 from ...reporting.blocks import Card, Gallery, Section, Table, Text
 from ...reporting.charts import png_bytes
-from ...reporting.sections import (change_section, curves_section, overlay_cards, params_section, read_csv,
+from ...reporting.sections import (change_section, curves_section, overlay_section, params_section, read_csv,
                                    read_json, metrics_by_split, store_images, training_section)
 
 WRONG_ANSWERS = 24
@@ -50,22 +50,12 @@ def attention_section(params, inputs) -> Section | None:
     fusions do not look at places."""
     if inputs.gradcam is None or params.vqa.fusion != "san":
         return None
-    index_path = inputs.gradcam / "index.csv"
-    if not index_path.is_file():
-        return Section("Where the model looked", [Text(f"No attention overlays ({index_path} not found).",
-                                                       note=True)])
-    index = read_csv(index_path, ("file", "id", "label", "predicted", "confidence", "kind"),
-                     dtype={"id": str, "label": str, "predicted": str, "file": str, "kind": str})
     hops = params.vqa.attention_hops
-    blocks = [Text(f"Each question's image beside the attention of the last of {hops} hop{'s' * (hops > 1)} over "
-                   "the image's cells (vqa.fusion: san): red cells weigh most in the answer.", note=True)]
-    for kind, title in (("mistake", "Most confident wrong answers:"), ("correct", "Right answers:")):
-        cards = overlay_cards(inputs.gradcam, index[index["kind"] == kind])
-        if cards:
-            blocks += [Text(title), Gallery(f"attention_{kind}", cards)]
-    if len(blocks) == 1:
-        blocks.append(Text("No examples (gradcam_examples: 0, or no answered test questions)."))
-    return Section("Where the model looked", blocks)
+    intro = (f"Each question's image beside the attention of the last of {hops} hop{'s' * (hops > 1)} over the "
+             "image's cells (vqa.fusion: san): red cells weigh most in the answer.")
+    return overlay_section(inputs.gradcam, "Where the model looked", intro,
+                           (("mistake", "Most confident wrong answers:"), ("correct", "Right answers:")),
+                           "attention", "No examples (gradcam_examples: 0, or no answered test questions).")
 
 
 SECTIONS = [vqa_metrics_section, change_section, training_section, curves_section, wrong_answers_section,
