@@ -90,3 +90,19 @@ def test_without_attention_the_folder_holds_an_empty_index_and_the_report_no_sec
     index, page = _predict_and_report(trained / "params.yaml", trained / "models" / "best.pt", vqa_store, tmp_path)
     assert index.empty and list(index.columns) == ["file", "id", "label", "predicted", "confidence", "kind"]
     assert "Where the model looked" not in page
+
+
+def test_a_question_asked_twice_of_one_image_is_shown_once():
+    """DAQUAR holds some questions twice for the same image: the gallery shows one card of them."""
+    from vistage.tasks.vqa.attention import attention_examples
+    from vistage.tasks.vqa.metrics import VqaPredictions
+
+    n = 4
+    col = lambda *v: np.array(v)  # noqa: E731
+    pred = VqaPredictions(col(*["test"] * n), np.arange(n), col("a", "b", "c", "d"), col("x", "x", "y", "y"),
+                          col(0, 0, 1, 1), col("what is on the bed", "what is on the bed", "what is on the bed",
+                                               "what colour is it"),
+                          col(*['["blanket"]'] * 3, '["red"]'), col(*["other"] * n), col(*[""] * n),
+                          col("pillow", "pillow", "pillow", "blue"), col(0.9, 0.9, 0.8, 0.7))
+    chosen = attention_examples(pred, 8)
+    assert list(chosen["at"]) == [0, 2, 3] and set(chosen["kind"]) == {"mistake"}

@@ -32,14 +32,15 @@ def has_attention(model: torch.nn.Module) -> bool:
 
 def attention_examples(pred: VqaPredictions, n: int) -> pd.DataFrame:
     """The headline split's questions to show (pick_examples over them): columns id (the
-    question), label (the expected answer), predicted, confidence, correct, kind, and `at` (the
-    position in `pred`)."""
+    question), label (the expected answer), predicted, confidence, correct, kind, `at` (the
+    position in `pred`) and image (its store row); a question asked twice of one image, once."""
     part = np.flatnonzero(pred.splits == pred.headline)
     expected, score = score_rows(pred)
     table = pd.DataFrame({"id": pred.questions[part], "label": np.asarray(expected, dtype=object)[part],
                           "predicted": pred.answers[part], "confidence": pred.confidence[part],
-                          "correct": np.asarray(score)[part] >= 1, "at": part})
-    return pick_examples(table, n)
+                          "correct": np.asarray(score)[part] >= 1, "at": part, "image": pred.image_rows[part]})
+    # DAQUAR asks some questions twice about the same image: one card each
+    return pick_examples(table.drop_duplicates(["id", "image"]), n)
 
 
 @torch.no_grad()
