@@ -23,7 +23,7 @@ def predict(params: ParamsFile,
             submission: Annotated[Path | None, Opt(help="with --store: predictions of the unlabeled rows (CSV: "
                                                         "the split's and those at params predict_input)")] = None,
             gradcam: Annotated[Path | None, Opt(help="with --store: Grad-CAM overlays to write (a folder; task: "
-                                                                "vqa: vqa.fusion: san's attention)")] = None,
+                                                     "vqa: vqa.fusion: san's attention)")] = None,
             cost: Annotated[Path | None, Opt(help="inference latency and throughput to write (JSON)")] = None,
             input: Annotated[Path | None, Opt(help="instead: new data to predict (images: a folder, archive or CSV "
                                                    "of paths; task: vqa: a questions .json or .csv)")] = None,
@@ -38,8 +38,9 @@ def predict(params: ParamsFile,
             ) -> None:
     """Predictions of the test images or questions (the validation ones when there is no test
     split) and what evaluate scores; the submission of the unlabeled rows; Grad-CAM overlays of
-    the most confident test mistakes (vqa.fusion: san, its attention over the image); the inference cost on this machine. With --input: new data,
-    decoded and resized as the checkpoint's store was; with --model, by the exported ONNX model."""
+    the most confident test mistakes (vqa.fusion: san: its attention over the image); the
+    inference cost on this machine. With --input: new data, decoded and resized as the
+    checkpoint's store was; with --model, by the exported ONNX model."""
     from vistage.params import load_params
     from vistage.tasks import PredictPaths, create_task
 

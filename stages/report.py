@@ -22,7 +22,7 @@ def report(params: ParamsFile,
                help="class-pair counts to read instead of --confusion (CSV: actual, predicted, count)")] = None,
            cost: Annotated[Path | None, typer.Option(help="inference cost to read (JSON)")] = None,
            gradcam: Annotated[Path | None, typer.Option(help="folder of Grad-CAM (or VQA attention) images with "
-                                                                   "index.csv")] = None,
+                                                              "index.csv")] = None,
            markdown: Annotated[Path | None, typer.Option(help="markdown report to write")] = None,
            markdown_files: Annotated[Path | None, typer.Option(
                help="folder to write the markdown's images in (default: NAME_files beside it)")] = None,

@@ -422,14 +422,11 @@ def test_san_trains_on_the_cached_float16_map_and_predicts_from_the_images(vqa_s
     pred = predict_questions(paths.models / "best.pt", paths.store, paths.split, "cpu")
     assert len(pred.answers) == len(pred.index) > 0
     # predict streams (each image's map encoded once, questions indexing it): the validation loop's answers
-    from vistage.data.store import load_store
-    from vistage.tasks.vqa.data import load_questions
-    from vistage.tasks.vqa.predict import load_vqa_model
+    from vistage.tasks.vqa.predict import Predictor
     from vistage.tasks.vqa.stream import answer_questions
 
-    model, vocab, encoding, normalize, saved = load_vqa_model(paths.models / "best.pt", torch.device("cpu"))
-    task = training.VqaTraining(saved, load_questions(paths.store), np.zeros(0, np.int64), vocab, encoding)
-    task.store = load_store(paths.store)
+    run = Predictor(paths.models / "best.pt", paths.store, torch.device("cpu"))
+    model, task, normalize = run.model, run.task, run.normalize
     rows = np.arange(len(task.questions))
     top, _ = answer_questions(model, task, rows, 16, torch.device("cpu"), normalize, image_chunk=3)
     logits = torch.cat([out for out, _, _ in task.logits(model, rows, 16, torch.device("cpu"), normalize)])

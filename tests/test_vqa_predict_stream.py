@@ -10,17 +10,12 @@ from .test_vqa_pipeline import trained, vqa_params, vqa_store  # noqa: F401  (mo
 
 
 def _predictor(vqa_store, trained):  # noqa: F811
-    from vistage.data.store import load_store
     from vistage.precision import resolve_precision
-    from vistage.tasks.vqa.data import load_questions
-    from vistage.tasks.vqa.predict import load_vqa_model
-    from vistage.tasks.vqa.training import VqaTraining
+    from vistage.tasks.vqa.predict import Predictor
 
     device = torch.device("cpu")
-    model, vocab, encoding, normalize, params = load_vqa_model(trained / "models" / "best.pt", device)
-    task = VqaTraining(params, load_questions(vqa_store / "prepared"), np.zeros(0, np.int64), vocab, encoding)
-    task.store = load_store(vqa_store / "prepared")
-    return model, task, normalize, resolve_precision(params.precision, device), params
+    run = Predictor(trained / "models" / "best.pt", vqa_store / "prepared", device)
+    return run.model, run.task, run.normalize, resolve_precision(run.params.precision, device), run.params
 
 
 class Sizes:

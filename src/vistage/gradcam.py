@@ -92,7 +92,6 @@ def _display(rgb: np.ndarray) -> Image.Image:
 def overlays(trained, images: np.ndarray, classes: list[int], layer: nn.Module) -> list[Image.Image]:
     """Image beside its Grad-CAM overlay for each uint8 HWC image, for the class given."""
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = trained.model.eval()
@@ -107,10 +106,18 @@ def overlays(trained, images: np.ndarray, classes: list[int], layer: nn.Module) 
     out = []
     for img, mask in zip(images, maps):
         shown = np.asarray(Image.fromarray(img).resize((side, side), Image.BILINEAR)) if img.shape[0] != side else img
-        overlay = show_cam_on_image(shown.astype(np.float32) / 255.0, mask, use_rgb=True, image_weight=0.6)
-        pair = np.concatenate([shown, np.full((side, max(1, side // 16), 3), 255, np.uint8), overlay], axis=1)
-        out.append(_display(pair))
+        out.append(_display(beside(shown, mask)))
     return out
+
+
+def beside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 HWC `image`, a white gap, then the image with `mask` (its size, in [0, 1]) laid over it
+    as a heat map (red: high). Grad-CAM's pictures and VQA's attention (tasks/vqa/attention.py)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    over = show_cam_on_image(image.astype(np.float32) / 255.0, mask, use_rgb=True, image_weight=0.6)
+    gap = np.full((image.shape[0], max(1, image.shape[0] // 16), 3), 255, np.uint8)
+    return np.concatenate([image, gap, over], axis=1)
 
 
 def write_gradcam(trained, store_images: np.ndarray, pred, out_dir: Path, n: int, layer_name: str | None) -> int:

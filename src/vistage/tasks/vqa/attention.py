@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ...gradcam import INDEX, INDEX_COLUMNS, pick_examples
+from ...gradcam import INDEX, INDEX_COLUMNS, beside, pick_examples
 from .metrics import VqaPredictions, score_rows
 
 DISPLAY_SIDE = 240  # px of each half (image, overlay): 480 px photos side by side make a heavy report
@@ -61,14 +61,10 @@ def attention_maps(model, task, rows: np.ndarray, images: np.ndarray, normalize,
 
 def overlay(image: np.ndarray, weights: np.ndarray) -> Image.Image:
     """The image beside it with the weights laid over (brightest where they are highest)."""
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
     shown = np.asarray(Image.fromarray(image).resize((DISPLAY_SIDE, DISPLAY_SIDE), Image.BILINEAR))
     mask = np.asarray(Image.fromarray((weights / max(float(weights.max()), 1e-12)).astype(np.float32))
                       .resize((DISPLAY_SIDE, DISPLAY_SIDE), Image.BILINEAR))
-    over = show_cam_on_image(shown.astype(np.float32) / 255.0, np.clip(mask, 0, 1), use_rgb=True, image_weight=0.6)
-    gap = np.full((DISPLAY_SIDE, DISPLAY_SIDE // 16, 3), 255, np.uint8)
-    return Image.fromarray(np.concatenate([shown, gap, over], axis=1))
+    return Image.fromarray(beside(shown, np.clip(mask, 0, 1)))
 
 
 def write_attention(model, task, pred: VqaPredictions, normalize, device, out_dir: Path, n: int) -> int:

@@ -64,41 +64,45 @@ class Predictor:
         from .data import load_questions
         from .training import VqaTraining
 
-        self.device = device
+        self.device, self.store_dir = device, store_dir
         self.model, vocab, encoding, self.normalize, self.params = load_vqa_model(checkpoint, device)
         self.questions = load_questions(store_dir)
         self.task = VqaTraining(self.params, self.questions, np.zeros(0, np.int64), vocab, encoding)
         self.task.store = load_store(store_dir)
 
+    def predict(self, split_path: Path, batch_size: int = 256) -> VqaPredictions:
+        """The answers of the split's test, val and unanswered questions."""
+        from ...data.split import load_split
+        from ...precision import resolve_precision
+        from .stream import answer_questions
+
+        params, questions, split = self.params, self.questions, load_split(split_path)
+        if len(split) != len(questions):
+            raise VistageError(f"{split_path}: {len(split)} rows but {self.store_dir} has {len(questions)} "
+                               "questions; rerun split")
+        wanted = split[split["split"].isin((*EVAL_SPLITS, "unlabeled"))]
+        if wanted.empty:
+            raise VistageError(f"{split_path}: no test, val or unanswered questions to predict")
+        rows = wanted["index"].to_numpy()
+        # each image encoded once, in bounded chunks (stream.py); as validated in training: its
+        # precision, memory format and test-time views
+        top, confidence = answer_questions(self.model, self.task, rows, batch_size, self.device, self.normalize,
+                                           resolve_precision(params.precision, self.device), params.tta,
+                                           params.channels_last)
+        part = questions.iloc[rows]
+        answers = np.array(self.task.vocab.answers, dtype=object)[top]
+        return VqaPredictions(wanted["split"].to_numpy(str), rows, part["qid"].to_numpy(str),
+                              part["image_name"].to_numpy(str), part["image"].to_numpy(np.int64),
+                              part["question"].to_numpy(str), part["answers"].to_numpy(str),
+                              part["answer_type"].to_numpy(str), part["answerable"].to_numpy(str),
+                              answers.astype(str), confidence)
+
 
 def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, device: str = "auto",
-                      batch_size: int = 256, predictor: Predictor | None = None) -> VqaPredictions:
-    from ...data.split import load_split
-    from ...precision import resolve_precision
+                      batch_size: int = 256) -> VqaPredictions:
     from ...runtime import resolve_device
-    from .stream import answer_questions
 
-    run = predictor or Predictor(checkpoint, store_dir, resolve_device(device))
-    params, questions, split = run.params, run.questions, load_split(split_path)
-    if len(split) != len(questions):
-        raise VistageError(f"{split_path}: {len(split)} rows but {store_dir} has {len(questions)} questions; "
-                           "rerun split")
-    wanted = split[split["split"].isin((*EVAL_SPLITS, "unlabeled"))]
-    if wanted.empty:
-        raise VistageError(f"{split_path}: no test, val or unanswered questions to predict")
-    rows = wanted["index"].to_numpy()
-    # each image encoded once, in bounded chunks (stream.py); as validated in training: its
-    # precision, memory format and test-time views
-    top, confidence = answer_questions(run.model, run.task, rows, batch_size, run.device, run.normalize,
-                                       resolve_precision(params.precision, run.device), params.tta,
-                                       params.channels_last)
-    part = questions.iloc[rows]
-    answers = np.array(run.task.vocab.answers, dtype=object)[top]
-    return VqaPredictions(wanted["split"].to_numpy(str), rows, part["qid"].to_numpy(str),
-                          part["image_name"].to_numpy(str), part["image"].to_numpy(np.int64),
-                          part["question"].to_numpy(str), part["answers"].to_numpy(str),
-                          part["answer_type"].to_numpy(str), part["answerable"].to_numpy(str),
-                          answers.astype(str), confidence)
+    return Predictor(checkpoint, store_dir, resolve_device(device)).predict(split_path, batch_size)
 
 
 def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | None,
@@ -143,7 +147,7 @@ def predict(p, paths) -> str:
     if missing:
         raise VistageError(f"predict: {', '.join(missing)} needed (or --input PATH to predict new questions)")
     run = Predictor(paths.checkpoint, paths.store, resolve_device(p.device))
-    pred = predict_questions(paths.checkpoint, paths.store, paths.split, predictor=run)
+    pred = run.predict(paths.split)
     pred.save(paths.logits)
     done = f"{write_outputs(pred, paths.out, paths.submission, paths.submission_json)}, {paths.logits}"
     if paths.gradcam is not None:  # vqa.fusion: san's attention over the image; other fusions: an empty index
