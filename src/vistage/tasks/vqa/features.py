@@ -17,20 +17,21 @@ from .model import FeatureMap
 
 
 def backbone_features(backbone: nn.Module, images_uint8, normalize, batch_size: int = 64,
-                      device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                      device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                      autocast=None) -> torch.Tensor:
     """backbone(normalize(batch)) for every image, in order: [N, D] (or [N, R, D]) of `dtype` on the CPU.
 
     `images_uint8`: (N, H, W, 3) uint8, numpy (a memory-mapped store works: read a batch at a time)
     or torch; `normalize`: uint8 NHWC batch on the device -> the float NCHW the backbone takes
     (batches.Normalizer). The backbone runs in eval mode (BatchNorm's running statistics, no
-    dropout) and is left in the mode it was in. The loop is feature_cache's, shared with the
-    classifier's cache."""
+    dropout) and is left in the mode it was in, under `autocast` (the run's precision) if given.
+    The loop is feature_cache's, shared with the classifier's cache."""
     images = images_uint8.numpy() if isinstance(images_uint8, torch.Tensor) else images_uint8
     was_training = backbone.training
     backbone.eval()
     try:
         return _run_backbone(backbone, images, np.arange(len(images)), normalize, batch_size,
-                             torch.device(device), dtype=dtype).cpu()
+                             torch.device(device), autocast, dtype=dtype).cpu()
     finally:
         backbone.train(was_training)
 
@@ -42,10 +43,11 @@ def cacheable(params) -> bool:
 
 
 def image_features(model: nn.Module, images_uint8, normalize, batch_size: int = 64,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
+                   device: torch.device | str = "cpu", autocast=None) -> torch.Tensor:
     """The VQA model's own image vectors for every stored image (its `.backbone`): float32
     [N_images, D] pooled (or [N_images, R, D] regions), or float16 [N_images, cells, D] for a feature map (the
     15 x 15 x 1280 map of tf_efficientnet_lite0 at 480 px: 576,000 bytes an image, 458 MB for
-    DAQUAR's 795; float32 would double it). Batches turn them back to float32."""
+    DAQUAR's 795; float32 would double it). Batches turn them back to float32. `autocast`: the
+    run's precision, so that the vectors the head trains on are the ones predict computes."""
     return backbone_features(model.backbone, images_uint8, normalize, batch_size, device,
-                             torch.float16 if isinstance(model.backbone, FeatureMap) else torch.float32)
+                             torch.float16 if isinstance(model.backbone, FeatureMap) else torch.float32, autocast)

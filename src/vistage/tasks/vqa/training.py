@@ -91,9 +91,11 @@ class VqaTraining(TaskTraining):
             self.per_sample = SampleTransformed(self.store.images, np.zeros(len(self.store.images), np.int64),
                                                 c.plan.sample)
         if params.feature_cache and cacheable(params):
-            self.features = image_features(c.model, self.store.images, c.normalize, params.batch_size, c.device)
+            # in the run's precision: predict encodes new images under the same autocast
+            self.features = image_features(c.model, self.store.images, c.normalize, params.batch_size, c.device,
+                                           c.precision.autocast())
             self.view_features = [(weight, image_features(c.model, self.store.images, _then(c.normalize, shift),
-                                                          params.batch_size, c.device))
+                                                          params.batch_size, c.device, c.precision.autocast()))
                                   for weight, shift in tta_views(params.tta)[1:]]
             views = f" and {len(self.view_features)} test-time views" if self.view_features else ""
             c.say(f"image features computed once: {tuple(self.features.shape)}{views} (frozen {params.model})")
