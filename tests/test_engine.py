@@ -53,10 +53,17 @@ def test_packaged_efficientnet_lite_recognises_real_photos(lite):
     assert top1["flower.jpg"] == (599 if lite == 2 else 985)
 
 
-def test_precision_falls_back_cleanly_without_cuda():
+def test_precision_falls_back_cleanly_without_cuda(monkeypatch):
+    from vistage import precision as precision_module
+    from vistage.precision import cpu_bf16_native
+
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu).name == "fp32"
     assert resolve_precision("bf16", cpu).name == "bf16"
+    # asked for, bf16 runs; where the CPU would emulate it, the run says it is slower than fp32 there
+    assert ("emulated" in resolve_precision("bf16", cpu).note) == (not cpu_bf16_native())
+    monkeypatch.setattr(precision_module, "cpu_bf16_native", lambda: False)
+    assert "no native bf16" in resolve_precision("bf16", cpu).note
     fp16 = resolve_precision("fp16", cpu)
     assert fp16.name == "fp32" and "not supported" in fp16.note
     assert not fp16.scaler().is_enabled()

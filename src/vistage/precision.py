@@ -48,24 +48,28 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         return Precision(requested, kind)
     if requested in ("auto", "fp32"):
         return Precision("fp32", kind)
-    if kind == "cpu" and requested == "bf16":
-        return Precision("bf16", kind)  # runs (CPU autocast), though rarely faster: the user asked for it
+    if kind == "cpu" and requested == "bf16":  # runs (CPU autocast): the user asked for it
+        slow = "" if cpu_bf16_native() else ("this CPU has no native bf16 instructions (AVX512-BF16, AMX): "
+                                             "bf16 is emulated here and slower than precision: fp32")
+        return Precision("bf16", kind, slow)
     return Precision("fp32", kind, f"precision {requested} is not supported on {kind}: using fp32")
 
 
 def cpu_bf16_hint(requested: str, device: torch.device) -> str:
     """A one-line hint when this CPU runs bf16 natively but fp32 was chosen."""
-    if device.type != "cpu" or requested not in ("auto", "fp32"):
-        return ""
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    if not native:
+    if device.type != "cpu" or requested not in ("auto", "fp32") or not cpu_bf16_native():
         return ""
     return ("this CPU runs bf16 natively: precision: bf16 with channels_last: true may train convolutional "
             f"models faster; the gain varies by CPU (none on some){_measured_here()}; fp32 is kept for exact, "
             "portable results")
+
+
+def cpu_bf16_native() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), not emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _measured_here(path: str = "metrics/bench.json") -> str:
