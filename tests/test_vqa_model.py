@@ -347,3 +347,38 @@ def _train_san_on_easy_vqa() -> tuple[float, float]:
     usual = {q: Counter(answers[i] for i in train if questions[i] == q).most_common(1) for q in set(questions)}
     blind = float(np.mean([usual[questions[i]][0][0] == answers[i] if usual[questions[i]] else False for i in val]))
     return accuracy, blind
+
+
+@pytest.mark.parametrize("fusion, image_grid", [("concat", 0), ("san", 0), ("attention", 2)])
+def test_a_pretrained_image_encoder_gets_its_own_input_statistics(fusion, image_grid):
+    """The train stage normalizes images with the pretrained encoder's statistics (lite0: 0.5, 0.5),
+    pooled, feature map (san) or regions alike; it took the train images' own statistics for VQA,
+    since the whole VQA model has no pretrained_cfg, so the frozen encoder saw shifted inputs."""
+    import numpy as np
+
+    from vistage.tasks.vqa.training import VqaTraining
+    from vistage.training import _normalization
+
+    params = vqa_params(fusion=fusion, image_grid=image_grid).model_copy(
+        update={"model": "tf_efficientnet_lite0", "pretrained": True})
+    model = create_vqa_model(params, QuestionEncoding.fit(params, ["what is it"]), 3)
+    images = np.full((2, 8, 8, 3), 40, np.uint8)  # statistics far from 0.5: must not be used
+    encoder = VqaTraining.image_model(None, model)
+    assert _normalization(params, encoder, images, np.arange(2)) == ([0.5] * 3, [0.5] * 3)
+    scratch = params.model_copy(update={"pretrained": False})
+    assert _normalization(scratch, encoder, images, np.arange(2))[0] == [round(40 / 255, 6)] * 3
+
+
+def test_channel_stats_reads_big_images_in_bounded_chunks():
+    import numpy as np
+
+    from vistage.batches import channel_stats
+
+    images = np.random.default_rng(0).integers(0, 256, (7, 20, 20, 3), dtype=np.uint8)
+    rows = np.arange(7)
+    whole = channel_stats(images, rows)
+    chunked = channel_stats(images, rows, values=2 * 20 * 20 * 3)  # 2 images a chunk
+    assert chunked[0] == pytest.approx(whole[0], abs=1e-6) and chunked[1] == pytest.approx(whole[1], abs=1e-6)
+    x = images / 255.0
+    assert whole[0] == pytest.approx(x.mean(axis=(0, 1, 2)).tolist(), abs=1e-6)
+    assert whole[1] == pytest.approx(x.std(axis=(0, 1, 2)).tolist(), abs=1e-6)

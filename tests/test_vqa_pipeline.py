@@ -360,6 +360,19 @@ def test_predict_input_takes_a_test_json_without_answers(trained, tmp_path):
     assert (table["split"] == "unlabeled").all() and (table["expected"] == "").all()
 
 
+def test_a_pretrained_image_encoder_is_fed_its_own_input_statistics(vqa_store, tmp_path):
+    """The checkpoint normalizes with tf_efficientnet_lite0's (0.5, 0.5), the statistics its weights
+    were trained with, not the train images' (which a VQA run took: the VQA model has no
+    pretrained_cfg of its own)."""
+    from vistage.training import TrainPaths, train
+
+    p = vqa_params(vqa_store / "raw", model="tf_efficientnet_lite0", pretrained=True, freeze="backbone",
+                   epochs=1, augment=[])
+    train(p, TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live"))
+    state = torch.load(tmp_path / "models" / "best.pt", weights_only=True, map_location="cpu")
+    assert state["normalize"] == {"mean": [0.5] * 3, "std": [0.5] * 3}
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_frozen_image_encoder_is_run_once_and_trains_as_without_the_cache(vqa_store, tmp_path, monkeypatch,
                                                                             precision):

@@ -37,8 +37,10 @@ def resize_batch(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return x
 
 
-def channel_stats(images: np.ndarray, index: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the images at `index`, in [0, 1] units, read in chunks."""
+def channel_stats(images: np.ndarray, index: np.ndarray, values: int = 1 << 25) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the images at `index`, in [0, 1] units, read in chunks of about
+    `values` pixel values (256 MB in float64; 4,096 photos of 480 px at once took 8.6 GB)."""
+    chunk = max(1, values // max(1, int(np.prod(images.shape[1:]))))
     total = np.zeros(3)
     total_sq = np.zeros(3)
     count = 0

@@ -203,7 +203,7 @@ def _build(params: Params, data: TaskTraining, device: torch.device, dist: distr
     say = console.print if dist.is_main else (lambda *a, **k: None)
     precision = resolve_precision(params.precision, device)
     model, loss_fn = data.build(params)
-    mean, std = _normalization(params, model, data.store.images, data.train_images)
+    mean, std = _normalization(params, data.image_model(model), data.store.images, data.train_images)
     if params.patch_whitening:  # from the first 5,000 training images: no random draw, same on resume
         sample = torch.from_numpy(data.store.images[np.sort(data.train_images)[:5000]])
         whiten_first_layer(data.image_model(model), params.model,
@@ -235,6 +235,8 @@ def _build(params: Params, data: TaskTraining, device: torch.device, dist: distr
 
 
 def _normalization(params: Params, model, images, train_idx) -> tuple[list[float], list[float]]:
+    """The input statistics: a pretrained image model's own (`model`: the part that takes the
+    images, e.g. VQA's encoder, not the whole VQA model, which has none), else the train images'."""
     if params.pretrained:
         # pretrained weights expect the statistics they were trained with
         cfg = getattr(model, "pretrained_cfg", {}) or {}

@@ -412,6 +412,11 @@ class RegionPool(nn.Module):
         super().__init__()
         self.model, self.grid = model, grid
 
+    @property
+    def pretrained_cfg(self) -> dict:
+        """The wrapped model's (its input statistics: the train stage normalizes with them)."""
+        return getattr(self.model, "pretrained_cfg", None) or {}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fmap = self.model.forward_features(x)
         regions = nn.functional.adaptive_avg_pool2d(fmap, self.grid).flatten(2).transpose(1, 2)
@@ -425,6 +430,8 @@ class FeatureMap(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+
+    pretrained_cfg = RegionPool.pretrained_cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x).flatten(2).transpose(1, 2)
