@@ -21,6 +21,11 @@ Baselines, measured in the same run:
                checks that both give the same answers. It needs several GB (7.9 GB measured).
 
     python bench/vqa_memory.py [--work DIR] [--epochs 2] [--images 654] [--questions 5673] [--old-loop]
+        [--variant "precision=bf16 channels_last=true" ...]
+
+`--variant`: the recipe with these params changed, its train and both predicts measured again in
+the same run (on the same store), with the ratios of their wall time and peak memory to the
+recipe's: how a setting changes the cost, on this machine, under the same load.
 
 Numbers vary with the machine's load (printed before and after): compare within one run.
 """
@@ -58,8 +63,8 @@ def measure(name: str, cmd: list[str], env: dict) -> dict:
     return result
 
 
-def write_params(work: Path, epochs: int) -> Path:
-    """The daquar recipe on the defaults, reading the shared archive, `epochs` epochs."""
+def write_params(work: Path, epochs: int, changes: dict | None = None) -> Path:
+    """The daquar recipe on the defaults, reading the shared archive, `epochs` epochs, with `changes`."""
     import yaml
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -67,7 +72,8 @@ def write_params(work: Path, epochs: int) -> Path:
 
     recipe = load_recipe("daquar", ROOT / "recipes")
     recipe["data"]["path"] = str(DAQUAR)
-    params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), recipe), {"epochs": epochs})
+    params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), recipe), {"epochs": epochs, **(changes or {})})
+    work.mkdir(parents=True, exist_ok=True)
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -98,6 +104,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=654)
     ap.add_argument("--questions", type=int, default=5673)
     ap.add_argument("--old-loop", action="store_true", help="also the loop predict ran before (needs several GB)")
+    ap.add_argument("--variant", dest="variants", action="append", default=[],
+                    help='"key=value key=value": train and predict again with these params, ratios to the recipe')
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = ap.parse_args()
     if not DAQUAR.is_file():
@@ -122,6 +130,34 @@ def run(work: Path, args) -> dict:
                              "--out", str(store), "--metrics", str(work / "data.json")], env)
     subprocess.run([py, "stages/split.py", "--params", str(params), "--store", str(store), "--out", str(split),
                     "--metrics", str(work / "split.json")], cwd=ROOT, env=env, check=True, capture_output=True)
+    out.update(train_and_predict(work, params, store, split, qa, args, env))
+    checkpoint = str(work / "models" / "best.pt")
+    out["floor"] = measure("floor: model + one chunk + one batch", [py, __file__, "--floor", checkpoint, str(store),
+                           str(split)], env)
+    ratio = out["predict_input"]["peak_mb"] / out["floor"]["peak_mb"]
+    print(f"  predict --input peak / floor: {ratio:.2f}x")
+    if args.old_loop:
+        out["old_loop"] = measure("old loop (validation batches)", [py, __file__, "--old-loop-of", checkpoint,
+                                  str(store), str(split), str(work / "logits.npz")], env)
+        print(f"  old loop / streamed predict: {out['old_loop']['peak_mb'] / out['predict']['peak_mb']:.1f}x peak "
+              f"memory, {out['old_loop']['wall_s'] / out['predict']['wall_s']:.1f}x wall; {out['old_loop']['said']}")
+    for k, variant in enumerate(args.variants):
+        changes = {key: yaml_value(v) for key, v in (pair.split("=", 1) for pair in variant.split())}
+        print(f"variant {variant}:")
+        there = work / f"variant{k}"
+        figures = train_and_predict(there, write_params(there, args.epochs, changes), store, split, qa, args, env)
+        for stage, f in figures.items():
+            print(f"  {stage:14s} {f['wall_s'] / out[stage]['wall_s']:.2f}x wall, "
+                  f"{f['peak_mb'] / out[stage]['peak_mb']:.2f}x peak of the recipe's")
+        out[f"variant {variant}"] = figures
+    out["load_after"] = round(os.getloadavg()[0], 2)
+    print(f"load average after: {out['load_after']:.1f}")
+    return out
+
+
+def train_and_predict(work: Path, params: Path, store: Path, split: Path, qa: Path, args, env: dict) -> dict:
+    """train, the pipeline's predict and predict --input, each measured, their outputs under `work`."""
+    py, models, out = sys.executable, work / "models", {}
     out["train"] = measure(f"train ({args.epochs} epochs, features once)", [py, "stages/train.py", "--params",
                            str(params), "--store", str(store), "--split", str(split), "--models", str(models),
                            "--live", str(work / "live")], env)
@@ -133,18 +169,13 @@ def run(work: Path, args) -> dict:
                                    [py, "stages/predict.py", "--params", str(params), "--checkpoint", checkpoint,
                                     "--input", str(qa), "--images", str(qa.parent),
                                     "--out", str(work / "new-predictions.csv")], env)
-    out["floor"] = measure("floor: model + one chunk + one batch", [py, __file__, "--floor", checkpoint, str(store),
-                           str(split)], env)
-    ratio = out["predict_input"]["peak_mb"] / out["floor"]["peak_mb"]
-    print(f"  predict --input peak / floor: {ratio:.2f}x")
-    if args.old_loop:
-        out["old_loop"] = measure("old loop (validation batches)", [py, __file__, "--old-loop-of", checkpoint,
-                                  str(store), str(split), str(work / "logits.npz")], env)
-        print(f"  old loop / streamed predict: {out['old_loop']['peak_mb'] / out['predict']['peak_mb']:.1f}x peak "
-              f"memory, {out['old_loop']['wall_s'] / out['predict']['wall_s']:.1f}x wall; {out['old_loop']['said']}")
-    out["load_after"] = round(os.getloadavg()[0], 2)
-    print(f"load average after: {out['load_after']:.1f}")
     return out
+
+
+def yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 # -- the baselines, each run in a process of its own (`measure`) ------------------------------------

@@ -64,7 +64,8 @@ DEFINING["pets-transfer"] = {"model": "tf_efficientnet_lite0", "pretrained": Tru
                              "head": "solve", "augment": ["flip"], "tta": ["flip"],
                              "data.path": "../shared/datasets/oxford-pets-sample.tar"}
 DEFINING["daquar"] = {"task": "vqa", "vqa.source": "csv", "data.path": "../shared/datasets/daquar-train.tar",
-                      "pretrained": True, "freeze": "backbone", "freeze_epochs": 0, "augment": []}
+                      "pretrained": True, "freeze": "backbone", "freeze_epochs": 0, "augment": [],
+                      "precision": "bf16", "channels_last": True}
 for _name in ("r3-scratch", "r3-frozen", "r3-finetune", "r3-two-stage", "cifar10-cpu", "cifar10-gpu"):
     DEFINING[_name] |= {"data.source": "folder", "data.path": "../shared/datasets/cifar10-train.tar"}
 
