@@ -1,9 +1,9 @@
 """Answering questions in bounded memory, however many there are: each image encoded once.
 
 The question rows are ordered by image; the images are taken a chunk at a time (at most
-IMAGE_PIXELS pixels a chunk: 8 photos at 480 px), the image encoder runs once over a chunk (once
-per test-time view), and the chunk's questions are then answered in batches of `batch_size` from
-those features. What is held at any time: the model, one chunk of images with their features,
+features.IMAGE_PIXELS pixels a chunk: 8 photos at 480 px), the image encoder runs once over a
+chunk (once per test-time view), and the chunk's questions are then answered in batches of
+`batch_size` from those features. What is held at any time: the model, one chunk of images with their features,
 one batch of questions, and per question only its top answer and confidence.
 
 Why not the training's validation loop (VqaTraining.logits), which predict used before: its
@@ -14,25 +14,13 @@ mapping and unmapping that memory), and an image whose questions fell into two b
 encoded twice.
 """
 
-import ctypes
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 from torch import nn
 
-# a chunk's pixels: 8 photos at 480 px. tf_efficientnet_lite0 holds about 80 MB of activations per
-# such photo; measured on DAQUAR, peak memory 1.6 GB with 8 a chunk, 2.2 GB with 16 (with glibc's
-# default heap), about 0.9 GB of it torch, timm and the model before any image
-IMAGE_PIXELS = 8 * 480 * 480
-MAX_IMAGE_CHUNK = 256  # small images: the chunk is bounded by count too
-# glibc's mallopt parameters and their defaults
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, GLIBC_DEFAULT_THRESHOLD = -1, -3, 128 * 1024
-
-
-def image_chunk_size(side: int) -> int:
-    """How many images of `side` x `side` pixels the encoder takes at once."""
-    return max(1, min(MAX_IMAGE_CHUNK, IMAGE_PIXELS // (side * side)))
+from .features import heap_kept_between_chunks, image_chunk_size
 
 
 def read_images(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -46,31 +34,6 @@ def read_images(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
         finally:
             del mapped
     return np.ascontiguousarray(images[rows])
-
-
-@contextmanager
-def heap_kept_between_chunks():
-    """Inside, freed memory stays on the heap for the next chunk instead of going back to the system.
-
-    Why: glibc gives every allocation over 32 MB a fresh mapping and unmaps it when freed, so each
-    chunk's activations (tens of MB a tensor at 480 px) were faulted in page by page anew:
-    measured on DAQUAR, as much CPU time in the kernel as in the model (1.7 s against 3.3 s for 16
-    photos); kept on the heap, none (0.0 s), at about 250 MB more peak memory. The defaults come
-    back after, the heap is trimmed; without glibc (macOS, musl) nothing changes."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt, trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
-        yield
-        return
-    mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    mallopt(M_TRIM_THRESHOLD, 1 << 30)
-    try:
-        yield
-    finally:
-        mallopt(M_MMAP_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
-        mallopt(M_TRIM_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
-        trim(0)
 
 
 @torch.no_grad()

@@ -85,8 +85,7 @@ class VqaTraining(TaskTraining):
         no augmentation (features.cacheable), its output for every stored image (and each
         test-time view), computed once: batches then carry these vectors, not pixels."""
         from ...batches import SampleTransformed
-        from .features import cacheable, image_features
-        from .stream import heap_kept_between_chunks, image_chunk_size
+        from .features import cacheable, heap_kept_between_chunks, image_chunk_size, image_features
 
         if c.plan.sample:  # the labels are the questions', not the images': none here
             self.per_sample = SampleTransformed(self.store.images, np.zeros(len(self.store.images), np.int64),
