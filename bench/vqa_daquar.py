@@ -247,6 +247,7 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_
     steps = params.epochs * (len(train) // params.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, params.lr, total_steps=steps, pct_start=0.1)
     g = torch.Generator().manual_seed(seed)
+    amp = autocast(params.precision)
     ema = None
     if params.ema_decay:
         from timm.utils import ModelEmaV3
@@ -258,7 +259,7 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_
         order = epoch_order(train, image_of, params.vqa.batch_by_image, g)
         for b in range(len(train) // params.batch_size):
             rows = order[b * params.batch_size:(b + 1) * params.batch_size]
-            with autocast(params.precision):
+            with amp:
                 loss = loss_fn(forward(model, image_feats, image_of, encoded, rows), targets[torch.from_numpy(rows)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -267,14 +268,13 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_
             if ema is not None:
                 ema.update(model)
     model = ema.module if ema is not None else model
-    model.precision = params.precision  # predict's autocast
     return model.eval(), time.perf_counter() - started
 
 
 @torch.no_grad()
 def predict(model: VqaModel, encoded: dict, image_feats: torch.Tensor, image_of: np.ndarray,
-            rows: np.ndarray) -> torch.Tensor:
-    with autocast(model.precision):
+            rows: np.ndarray, precision: str = "fp32") -> torch.Tensor:
+    with autocast(precision):
         return torch.cat([forward(model, image_feats, image_of, encoded, rows[s:s + 256]).float()
                           for s in range(0, len(rows), 256)])
 
@@ -299,7 +299,7 @@ def run_config(params: Params, questions: list[str], answers: list[str], image_f
             model, secs = train_head(params, encoding, encoded, image_feats, image_of, targets, train,
                                      seed=params.seed + f + 1000 * member)
             seconds += secs
-            probs = probs + predict(model, encoded, image_feats, image_of, test).softmax(1)
+            probs = probs + predict(model, encoded, image_feats, image_of, test, params.precision).softmax(1)
         guesses = probs.argmax(1)
         accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses.tolist(), test)])))
     return accs, seconds

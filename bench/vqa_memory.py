@@ -119,6 +119,8 @@ def main() -> None:
 
 
 def run(work: Path, args) -> dict:
+    import yaml
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     py, params = sys.executable, write_params(work, args.epochs)
     store, split, models = work / "data" / "prepared", work / "data" / "split.csv", work / "models"
@@ -142,7 +144,7 @@ def run(work: Path, args) -> dict:
         print(f"  old loop / streamed predict: {out['old_loop']['peak_mb'] / out['predict']['peak_mb']:.1f}x peak "
               f"memory, {out['old_loop']['wall_s'] / out['predict']['wall_s']:.1f}x wall; {out['old_loop']['said']}")
     for k, variant in enumerate(args.variants):
-        changes = {key: yaml_value(v) for key, v in (pair.split("=", 1) for pair in variant.split())}
+        changes = {key: yaml.safe_load(v) for key, v in (pair.split("=", 1) for pair in variant.split())}
         print(f"variant {variant}:")
         there = work / f"variant{k}"
         figures = train_and_predict(there, write_params(there, args.epochs, changes), store, split, qa, args, env)
@@ -170,12 +172,6 @@ def train_and_predict(work: Path, params: Path, store: Path, split: Path, qa: Pa
                                     "--input", str(qa), "--images", str(qa.parent),
                                     "--out", str(work / "new-predictions.csv")], env)
     return out
-
-
-def yaml_value(text: str):
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 # -- the baselines, each run in a process of its own (`measure`) ------------------------------------

@@ -3,8 +3,8 @@
 The question rows are ordered by image; the images are taken a chunk at a time (at most
 features.IMAGE_PIXELS pixels a chunk: 8 photos at 480 px), the image encoder runs once over a
 chunk (once per test-time view), and the chunk's questions are then answered in batches of
-`batch_size` from those features. What is held at any time: the model, one chunk of images with their features,
-one batch of questions, and per question only its top answer and confidence.
+`batch_size` from those features. What is held at any time: the model, one chunk of images with
+their features, one batch of questions, and per question only its top answer and confidence.
 
 Why not the training's validation loop (VqaTraining.logits), which predict used before: its
 batches are of questions, and every image of a batch goes through the encoder together, so a

@@ -94,11 +94,13 @@ class VqaTraining(TaskTraining):
             # in the run's precision (predict encodes new images under the same autocast), in predict's
             # chunks of bounded pixels: 64 photos of 480 px at once took 8.9 GB and 79 s in the kernel
             chunk = image_chunk_size(self.store.images.shape[1])
+
+            def encode(normalize):
+                return image_features(c.model, self.store.images, normalize, chunk, c.device, c.precision.autocast())
+
             with heap_kept_between_chunks():
-                self.features = image_features(c.model, self.store.images, c.normalize, chunk, c.device,
-                                               c.precision.autocast())
-                self.view_features = [(weight, image_features(c.model, self.store.images, _then(c.normalize, shift),
-                                                              chunk, c.device, c.precision.autocast()))
+                self.features = encode(c.normalize)
+                self.view_features = [(weight, encode(_then(c.normalize, shift)))
                                       for weight, shift in tta_views(params.tta)[1:]]
             views = f" and {len(self.view_features)} test-time views" if self.view_features else ""
             c.say(f"image features computed once: {tuple(self.features.shape)}{views} (frozen {params.model})")
