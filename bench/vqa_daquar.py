@@ -46,8 +46,9 @@ from vistage.params import Params  # noqa: E402
 from vistage.tasks.vqa.answers import AnswerVocab, normalize_answer  # noqa: E402
 from vistage.tasks.vqa.features import backbone_features  # noqa: E402
 from vistage.tasks.vqa.losses import vqa_loss  # noqa: E402
-from vistage.tasks.vqa.model import (FUSIONS, QUESTION_ENCODERS, QuestionEncoding, RegionPool, VqaModel,  # noqa: E402
-                               image_encoder)
+from vistage.tasks.vqa.losses import EachHead  # noqa: E402
+from vistage.tasks.vqa.model import (FUSIONS, QUESTION_ENCODERS, QuestionEncoding, RegionPool, VqaHeads,  # noqa: E402
+                                     VqaModel, image_encoder)
 
 DAQUAR = ROOT.parent / "shared" / "datasets" / "daquar-train.tar"
 
@@ -108,10 +109,12 @@ class ClassProbs(nn.Module):
 # name -> (height, width) of the photos fed to the backbone; pNNN: padded to an NNN square, as a
 # vistage store with data.resize: pad and data.image_size: NNN holds them (what the train stage sees)
 # mNNN: the whole feature map of the NNN-padded photo, one vector per cell (float16; m480: 15 x 15 x 1280),
-# what vqa.fusion: san attends over
+# what vqa.fusion: san attends over; xNNN: the map's mean and max over cells side by side (2 x 1280);
+# qNNN: its mean and the means of its 2 x 2 quadrants side by side (5 x 1280)
 FEATURE_SIZES = {"g224": (224, 224), "g320": (240, 320), "g480": (360, 480), "grid": (360, 480),
                  "cls": (240, 320), "g640": (480, 640), "p320": (320, 320), "p480": (480, 480),
-                 "m320": (320, 320), "m480": (480, 480)}
+                 "m320": (320, 320), "m480": (480, 480),
+                 "x480": (480, 480), "q480": (480, 480)}
 
 
 def compute_features(images: list, names: list[str], batch_size: int, cache: Path | None,
@@ -138,9 +141,9 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
                 regions = flat[:, 1280:].view(len(flat), 1280, 4).transpose(1, 2)
                 out[name] = torch.cat([flat[:, None, :1280], regions], dim=1)
             continue
-        if name.startswith("p"):  # the pooled vector is the mean of the map's cells: one pass of the backbone
+        if name[0] in "pxq":  # pooled vectors of the map's cells: one pass of the backbone
             cells = compute_features(images, ["m" + name[1:]], batch_size, cache, backbone_name, precision)
-            out[name] = cells["m" + name[1:]].float().mean(1)
+            out[name] = pool_cells(cells["m" + name[1:]].float(), name[0])
             if cached:
                 torch.save(out[name], cached)
             continue
@@ -168,6 +171,56 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
         print(f"  image features {name}: {tuple(out[name].shape)} in {time.perf_counter() - started:.0f} s "
               f"(load {load()})", flush=True)
     return out
+
+
+def pool_cells(cells: torch.Tensor, how: str) -> torch.Tensor:
+    """[N, H*W, C] map cells -> [N, D]: p the mean (timm's pooling), x mean and max, q mean and 2x2 quadrant means."""
+    if how == "p":
+        return cells.mean(1)
+    if how == "x":
+        return torch.cat([cells.mean(1), cells.amax(1)], dim=1)
+    side = int(round(cells.shape[1] ** 0.5))
+    grid = cells.view(len(cells), side, side, -1).permute(0, 3, 1, 2)
+    quadrants = nn.functional.adaptive_avg_pool2d(grid, 2).flatten(2).transpose(1, 2)  # [N, 4, C]
+    return torch.cat([cells.mean(1), quadrants.flatten(1)], dim=1)
+
+
+def zoom_views(images: list, name: str, k: int, batch_size: int, cache: Path | None, backbone_name: str,
+               precision: str, min_scale: float) -> torch.Tensor:
+    """The pooled features of `k` zoomed views of every photo (padded to the square of `name`, then
+    a random square of min_scale..1 of its area, resized back; view v's crops drawn with seed v),
+    [k, N, D]: training draws one of them, or the photo itself, for each image and step."""
+    from PIL import Image
+    from vistage.batches import Normalizer
+    from vistage.data.images import to_store_array
+
+    size = FEATURE_SIZES[name][0]
+    tag = ("" if backbone_name == "tf_efficientnet_lite0" else f"-{backbone_name}") + (
+        "" if precision == "fp32" else f"-{precision}")
+    params = Params.model_validate({"model": backbone_name, "pretrained": True})
+    backbone, _ = image_encoder(params)
+    normalize = Normalizer((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))
+    out = []
+    for v in range(k):
+        cached = cache / f"daquar-{name}-zoom{min_scale:g}-{v}{tag}.pt" if cache else None
+        if cached and cached.is_file():
+            out.append(torch.load(cached, weights_only=True))
+            continue
+        started = time.perf_counter()
+        rng = np.random.default_rng(v)
+        pixels = []
+        for im in images:
+            square = to_store_array(im, size, "pad")
+            side = int(size * np.sqrt(rng.uniform(min_scale, 1.0)))
+            y, x = rng.integers(0, size - side + 1, size=2)
+            crop = Image.fromarray(square[y:y + side, x:x + side]).resize((size, size), Image.BILINEAR)
+            pixels.append(np.asarray(crop))
+        out.append(backbone_features(backbone, np.stack(pixels), normalize, batch_size, autocast=autocast(precision)))
+        if cached:
+            torch.save(out[-1], cached)
+        print(f"  zoomed view {v} of {name}: {tuple(out[-1].shape)} in {time.perf_counter() - started:.0f} s "
+              f"(load {load()})", flush=True)
+    return torch.stack(out)
 
 
 def autocast(precision: str):
@@ -203,13 +256,18 @@ def first_words_prior(questions: list[str], answers: list[str], train: np.ndarra
 
 # -- heads -------------------------------------------------------------------------------------------
 
-def build_head(params: Params, encoding: QuestionEncoding, image_dim: int, regions: int, n_answers: int) -> VqaModel:
-    """The modules create_vqa_model builds, on precomputed image features (no backbone to run)."""
+def build_head(params: Params, encoding: QuestionEncoding, image_dim: int, regions: int, n_answers: int) -> nn.Module:
+    """The modules create_vqa_model builds, on precomputed image features (no backbone to run);
+    with vqa.heads, that many of them in one VqaHeads, as the train stage trains them."""
     v = params.vqa
-    question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
-    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions,
-                                                 v.attention_hops)
-    return VqaModel(nn.Identity(), image_dim, question, fusion, v.hidden, v.dropout, n_answers)
+
+    def head() -> VqaModel:
+        question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
+        fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions,
+                                                     v.attention_hops)
+        return VqaModel(nn.Identity(), image_dim, question, fusion, v.hidden, v.dropout, n_answers)
+
+    return head() if v.heads == 1 else VqaHeads(nn.Identity(), image_dim, [head() for _ in range(v.heads)])
 
 
 def epoch_order(train: np.ndarray, image_of: np.ndarray, by_image: bool, g: torch.Generator) -> np.ndarray:
@@ -224,22 +282,27 @@ def epoch_order(train: np.ndarray, image_of: np.ndarray, by_image: bool, g: torc
 
 
 def forward(model: VqaModel, image_feats: torch.Tensor, image_of: np.ndarray, encoded: dict,
-            rows: np.ndarray) -> torch.Tensor:
-    """The model on the questions `rows`: each of their images' features once (float32), and which is whose."""
+            rows: np.ndarray, views: torch.Tensor | None = None, g: torch.Generator | None = None) -> torch.Tensor:
+    """The model on the questions `rows`: each of their images' features once (float32), and which is whose;
+    with `views` ([V, N, D], training), each image's features from one of them drawn at random."""
     unique, image_index = np.unique(image_of[rows], return_inverse=True)
     r = torch.from_numpy(rows)
-    return model(image_feats[torch.from_numpy(unique)].float(), image_index=torch.from_numpy(image_index),
+    u = torch.from_numpy(unique)
+    feats = image_feats[u] if views is None else views[torch.randint(len(views), (len(u),), generator=g), u]
+    return model(feats.float(), image_index=torch.from_numpy(image_index),
                  **{k: v[r] for k, v in encoded.items()})
 
 
 def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_feats: torch.Tensor,
-               image_of: np.ndarray, targets: torch.Tensor, train: np.ndarray, seed: int) -> tuple[VqaModel, float]:
+               image_of: np.ndarray, targets: torch.Tensor, train: np.ndarray, seed: int,
+               views: torch.Tensor | None = None) -> tuple[VqaModel, float]:
     """AdamW + OneCycle over the training questions, as the train stage would with these params;
     with ema_decay, the weights' moving average (timm's ModelEmaV3, as the train stage keeps it)."""
     torch.manual_seed(seed)
     regions = image_feats.shape[1] if image_feats.ndim == 3 else 1
     model = build_head(params, encoding, image_feats.shape[-1], regions, targets.shape[1])
-    loss_fn = vqa_loss(params)
+    loss_fn = vqa_loss(params) if SEMANTIC is None else (
+        soft_cross_entropy if params.vqa.heads == 1 else EachHead(soft_cross_entropy))
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
@@ -260,7 +323,8 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_
         for b in range(len(train) // params.batch_size):
             rows = order[b * params.batch_size:(b + 1) * params.batch_size]
             with amp:
-                loss = loss_fn(forward(model, image_feats, image_of, encoded, rows), targets[torch.from_numpy(rows)])
+                loss = loss_fn(forward(model, image_feats, image_of, encoded, rows, views, g),
+                               targets[torch.from_numpy(rows)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -280,8 +344,8 @@ def predict(model: VqaModel, encoded: dict, image_feats: torch.Tensor, image_of:
 
 
 def run_config(params: Params, questions: list[str], answers: list[str], image_feats: torch.Tensor,
-               image_of: np.ndarray, folds: list[np.ndarray], top_k: int, ensemble: int = 1
-               ) -> tuple[list[float], float]:
+               image_of: np.ndarray, folds: list[np.ndarray], top_k: int, ensemble: int = 1,
+               views: torch.Tensor | None = None) -> tuple[list[float], float]:
     """Per-fold exact-match accuracy on the unseen images, and the total train seconds (`ensemble`:
     that many heads per fold, of different seeds, voting by their mean answer probabilities)."""
     accs, seconds = [], 0.0
@@ -292,12 +356,14 @@ def run_config(params: Params, questions: list[str], answers: list[str], image_f
         targets = torch.zeros(len(answers), len(vocab))
         for i in train:
             targets[i, vocab.index(answers[i])] = 1.0
+        if SEMANTIC is not None:
+            targets = semantic_targets(targets, vocab.answers, params.label_smoothing, *SEMANTIC)
         encoding = QuestionEncoding.fit(params, [questions[i] for i in train])
         encoded = _encoded(encoding, questions)
         probs = 0
         for member in range(ensemble):  # heads of different seeds, their answer probabilities averaged
             model, secs = train_head(params, encoding, encoded, image_feats, image_of, targets, train,
-                                     seed=params.seed + f + 1000 * member)
+                                     seed=params.seed + f + 1000 * member, views=views)
             seconds += secs
             probs = probs + predict(model, encoded, image_feats, image_of, test, params.precision).softmax(1)
         guesses = probs.argmax(1)
@@ -305,6 +371,35 @@ def run_config(params: Params, questions: list[str], answers: list[str], image_f
     return accs, seconds
 
 
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -(targets * logits.float().log_softmax(1)).sum(1).mean()
+
+
+def semantic_targets(onehot: torch.Tensor, vocab_answers: list[str], smoothing: float, power: float,
+                     uniform: float) -> torch.Tensor:
+    """Label smoothing by meaning: of the `smoothing` mass, `uniform` of it spread evenly as
+    label_smoothing does, the rest over the other answers in proportion to their Wu-Palmer
+    similarity to the right one (WUPS@0.0's, WordNet) to the `power` (an answer with no similar
+    word in WordNet, such as a number, spreads it evenly)."""
+    from vistage.tasks.vqa.wups import load_wordnet, wups
+
+    wordnet = load_wordnet()
+    v = len(vocab_answers)
+    sim = torch.zeros(v, v)
+    for i, a in enumerate(vocab_answers):
+        for j in range(i + 1, v):
+            sim[i, j] = sim[j, i] = wups(wordnet, a, vocab_answers[j], 0.0)
+    sim = sim ** power
+    total = sim.sum(1, keepdim=True)
+    near = torch.where(total > 0, sim / total.clamp_min(1e-12), torch.full_like(sim, 1.0 / v))
+    spread = uniform / v + (1 - uniform) * near  # [V, V]: row t, where answer t's smoothing mass goes
+    has = onehot.sum(1) > 0
+    out = onehot.clone()
+    out[has] = (1 - smoothing) * onehot[has] + smoothing * spread[onehot[has].argmax(1)]
+    return out
+
+
+SEMANTIC: tuple[float, float] | None = None  # --semantic-smoothing POWER UNIFORM
 _SENTENCES: dict[str, dict] = {}
 CACHE: Path | None = None  # --cache: image features and frozen question embeddings between runs
 
@@ -333,7 +428,7 @@ def head_params(args, encoder: str, fusion: str, loss: str, hops: int = 2) -> Pa
         "precision": args.precision,
         "vqa": {"question_encoder": encoder, "fusion": fusion, "hidden": args.hidden, "dropout": args.dropout,
                 "embed_dim": args.embed_dim, "loss": loss, "min_word_count": args.min_word_count,
-                "attention_hops": hops, "batch_by_image": args.batch_by_image}})
+                "attention_hops": hops, "batch_by_image": args.batch_by_image, "heads": args.heads}})
 
 
 def main() -> None:
@@ -357,10 +452,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--semantic-smoothing", nargs=2, type=float, metavar=("POWER", "UNIFORM"),
+                    help="label smoothing by WordNet similarity of the answers (soft cross-entropy)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                     help="the train stage's precision: the image features and the heads under its autocast")
     ap.add_argument("--ema", type=float, default=0.0, help="ema_decay: score the weights' moving average")
     ap.add_argument("--ensemble", type=int, default=1, help="heads of different seeds per fold, averaged")
+    ap.add_argument("--heads", type=int, default=1,
+                    help="vqa.heads: heads trained together on the same batches, averaged (as the train stage does)")
+    ap.add_argument("--zoom-views", type=int, default=0,
+                    help="pooled features of this many zoomed views of each photo; training draws among them and the photo")
+    ap.add_argument("--zoom-min", type=float, default=0.7, help="the smallest zoomed view, as a fraction of the area")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--embed-dim", type=int, default=300)
     ap.add_argument("--dropout", type=float, default=0.5)
@@ -374,8 +476,9 @@ def main() -> None:
                     help="torch threads; on a shared machine 1 is several times faster than 2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    global CACHE
+    global CACHE, SEMANTIC
     CACHE = args.cache if str(args.cache) else None
+    SEMANTIC = tuple(args.semantic_smoothing) if args.semantic_smoothing else None
     if not args.data.is_file():
         raise SystemExit(f"{args.data}: not found (the DAQUAR archive of ../shared/datasets)")
     torch.manual_seed(0)
@@ -419,7 +522,13 @@ def main() -> None:
         done.add((feat, encoder, fusion, loss, hops))
         params = head_params(args, encoder, fusion, loss, hops)
         feats = zero[feat] if feat == "none" else feature_sets[feat]
-        accs, secs = run_config(params, questions, answers, feats, image_of, folds, args.top_k, args.ensemble)
+        views = None
+        if args.zoom_views and feat != "none":
+            zoomed = zoom_views([images[n] for n in names], feat, args.zoom_views, args.feature_batch, CACHE,
+                                args.backbone, args.precision, args.zoom_min)
+            views = torch.cat([feats.float()[None], zoomed.float()])
+        accs, secs = run_config(params, questions, answers, feats, image_of, folds, args.top_k, args.ensemble,
+                                views)
         what = "question only" if feat == "none" else f"image {feat}"
         if fusion == "san":
             fusion = f"san x{hops}"

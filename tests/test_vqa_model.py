@@ -382,3 +382,60 @@ def test_channel_stats_reads_big_images_in_bounded_chunks():
     x = images / 255.0
     assert whole[0] == pytest.approx(x.mean(axis=(0, 1, 2)).tolist(), abs=1e-6)
     assert whole[1] == pytest.approx(x.std(axis=(0, 1, 2)).tolist(), abs=1e-6)
+
+
+def test_heads_train_each_on_its_own_loss_and_answer_by_their_mean_probabilities():
+    """vqa.heads: one image encoder, several heads of their own start. In training every head's
+    logits come out and each head's gradient is the one its own loss gives (as if trained alone);
+    in eval the output is the log of their mean probabilities; it learns like one head."""
+    params = vqa_params("bilstm", "concat", heads=3, loss="cross_entropy")
+    images, questions, targets = tiny_vqa()
+    encoding = QuestionEncoding.fit(params, questions)
+    encoded = encoding.encode(questions)
+    torch.manual_seed(0)
+    model = create_vqa_model(params, encoding, len(ANSWERS))
+    assert sum(p.data_ptr() == q.data_ptr() for p in model.heads[0].parameters()
+               for q in model.heads[1].parameters()) == 0  # nothing shared between heads
+    assert not any(True for _ in model.heads[0].backbone.parameters())  # the image encoder runs once
+
+    logits = model.train()(images, **encoded)
+    assert logits.shape == (len(images), 3, len(ANSWERS))
+    vqa_loss(params)(logits, targets).backward()
+    alone = model.heads[1]
+    own = {n: p.grad.clone() for n, p in alone.named_parameters()}
+    model.zero_grad()
+    features = model.backbone(images).detach()
+    single = vqa_loss(vqa_params("bilstm", "concat", loss="cross_entropy"))
+    torch.manual_seed(0)  # dropout is 0: the same forward
+    single(alone(features, **encoded), targets).backward()
+    for name, p in alone.named_parameters():
+        assert torch.allclose(own[name], p.grad, atol=1e-6), name
+
+    model.eval()
+    with torch.no_grad():
+        mean = torch.stack([h(model.backbone(images), **encoded).softmax(-1) for h in model.heads]).mean(0)
+        assert torch.allclose(model(images, **encoded).softmax(-1), mean, atol=1e-6)
+    from vistage.tasks.vqa.training import hits
+
+    assert float(hits(logits.detach(), targets)) == float(hits(logits.detach().softmax(-1).mean(1).log(), targets))
+    before, after = train_steps(params)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_heads_keep_the_mean_attention_for_the_gallery_and_train_as_the_classifier():
+    from vistage.tasks.vqa.attention import has_attention
+
+    params = vqa_params("bow", "san", heads=2, image_grid=2)
+    images, questions, _ = tiny_vqa()
+    encoding = QuestionEncoding.fit(params, questions)
+    model = create_vqa_model(params, encoding, len(ANSWERS)).eval()
+    assert has_attention(model)
+    with torch.no_grad():
+        model(images, **encoding.encode(questions))
+    heads = torch.stack([h.fusion.attention for h in model.heads])
+    assert torch.allclose(model.fusion.attention, heads.mean(0))
+    assert not has_attention(create_vqa_model(vqa_params(heads=2), encoding, len(ANSWERS)))
+    set_backbone_frozen(model, True)  # freeze: backbone leaves every head trainable
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for h in model.heads for p in h.parameters()} <= trainable
+    assert not any(id(p) in trainable for p in model.backbone.parameters())

@@ -451,3 +451,27 @@ def test_san_trains_on_the_cached_float16_map_and_predicts_from_the_images(vqa_s
     top, _ = answer_questions(model, task, rows, 16, torch.device("cpu"), normalize, image_chunk=3)
     logits = torch.cat([out for out, _, _ in task.logits(model, rows, 16, torch.device("cpu"), normalize)])
     assert (top == logits.argmax(1).numpy()).all()
+
+
+def test_heads_train_through_the_engine_and_predict_answers_by_their_mean(vqa_store, tmp_path):
+    """vqa.heads: 2 on cached features: the train stage trains both heads, the checkpoint holds
+    them, and predict's answers are the ensemble's (the argmax of the heads' mean probabilities)."""
+    from vistage.tasks.vqa.model import VqaHeads
+    from vistage.tasks.vqa.predict import Predictor, predict_questions
+    from vistage.training import TrainPaths, train
+
+    p = vqa_params(vqa_store / "raw", freeze="backbone", epochs=2, augment=[], vqa={"heads": 2})
+    paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
+    result = train(p, paths)
+    assert np.isfinite(result["train/loss"]) and 0 <= result["val/acc"] <= 1
+    run = Predictor(paths.models / "best.pt", paths.store, torch.device("cpu"))
+    assert isinstance(run.model, VqaHeads) and len(run.model.heads) == 2
+    rows = np.arange(len(run.task.questions))
+    logits = torch.cat([out for out, _, _ in run.task.logits(run.model, rows, 16, torch.device("cpu"), run.normalize)])
+    images = torch.from_numpy(np.ascontiguousarray(run.task.store.images[run.task.image_of[rows[:8]]]))
+    with torch.no_grad():
+        x = run.normalize(images)
+        each = [h(run.model.backbone(x), **run.task.inputs(rows[:8])).softmax(-1) for h in run.model.heads]
+    assert torch.allclose(logits[:8].softmax(-1), torch.stack(each).mean(0), atol=1e-5)
+    pred = predict_questions(paths.models / "best.pt", paths.store, paths.split, "cpu")
+    assert len(pred.answers) == len(pred.index) > 0

@@ -68,6 +68,9 @@ class VqaParams(_Strict):
                                                      "regions (timm CNNs; for fusion: attention or san)")
     attention_hops: int = Field(2, ge=1, le=8, description="fusion: san: glimpses over the image, each refining the "
                                                            "query with what it saw (SAN's stacked attention)")
+    heads: int = Field(1, ge=1, le=16, description="heads (question encoder, fusion, MLP) of their own random start on "
+                                                   "the one image encoder, each trained on its own loss; answers "
+                                                   "average their probabilities (an ensemble in one checkpoint)")
 
     # data (vqa-pipe)
     source: str = Field("easy-vqa", description="VQA data source keyword (`vistage list vqa_sources`)")

@@ -52,6 +52,23 @@ def cross_entropy(params) -> nn.Module:
     return MostCommonCE(params.label_smoothing)
 
 
+class EachHead(nn.Module):
+    """vqa.heads > 1 (model.VqaHeads): training logits [B, heads, A] get the sum of each head's
+    loss, so each head's gradient is the one it would get alone, whatever the optimizer; the
+    ensemble's eval logits [B, A] get the loss itself (val/loss is the ensemble's)."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if logits.ndim == 2:
+            return self.loss(logits, targets)
+        return sum(self.loss(logits[:, k], targets) for k in range(logits.shape[1]))
+
+
 def vqa_loss(params) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss `vqa.loss` names, as a module: loss(logits [B, A], soft targets [B, A]) -> scalar."""
-    return VQA_LOSSES.get(params.vqa.loss, "vqa.loss")(params)
+    """The loss `vqa.loss` names, as a module: loss(logits [B, A], soft targets [B, A]) -> scalar
+    (with vqa.heads, each head's summed: EachHead)."""
+    loss = VQA_LOSSES.get(params.vqa.loss, "vqa.loss")(params)
+    return loss if params.vqa.heads == 1 else EachHead(loss)

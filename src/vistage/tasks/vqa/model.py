@@ -15,6 +15,7 @@ encoder. Frozen (the default), it is no part of the model at all: `QuestionEncod
 the questions into its sentence embeddings once, so training never runs it.
 """
 
+import math
 import os
 from functools import lru_cache
 
@@ -502,14 +503,66 @@ class VqaModel(nn.Module):
         return self.head(self.fusion(features, question))
 
 
+class VqaHeads(nn.Module):
+    """vqa.heads > 1: that many VqaModel heads (question encoder, fusion, MLP), each of its own
+    random start, on one image encoder that runs once for all of them. In training the output is
+    every head's logits, [B, heads, A], and the loss is each head's own, summed (losses.EachHead),
+    so each head learns as it would alone from the same batches; in eval it is the log of the
+    heads' mean answer probabilities, [B, A] (softmax gives them back). Averaging heads of
+    different starts gained half a point on DAQUAR (bench/vqa_daquar.py --heads)."""
+
+    def __init__(self, backbone: nn.Module, image_dim: int, heads: list[VqaModel]):
+        super().__init__()
+        self.backbone = backbone
+        self.image_dim = image_dim
+        self.heads = nn.ModuleList(heads)  # each on nn.Identity(): the features come in computed
+
+    @property
+    def fusion(self) -> "MeanAttention":
+        """The heads' fusions as one, for the report's gallery: their mean attention."""
+        return MeanAttention([h.fusion for h in self.heads])
+
+    def get_classifier(self) -> nn.Module:
+        return nn.ModuleList(h.get_classifier() for h in self.heads)
+
+    image_features = VqaModel.image_features
+
+    def forward(self, images: torch.Tensor, image_index: torch.Tensor | None = None, **question) -> torch.Tensor:
+        features = images if images.ndim < 4 else self.backbone(images)
+        logits = torch.stack([h(features, image_index, **question) for h in self.heads], dim=1)
+        if self.training:
+            return logits
+        return logits.float().log_softmax(-1).logsumexp(1) - math.log(len(self.heads))
+
+
+class MeanAttention:
+    """Several heads' fusions seen as one: `attention` is the mean of their last weights (only
+    where each has attention: fusion san)."""
+
+    def __init__(self, fusions: list[nn.Module]):
+        self.fusions = fusions
+
+    def __getattr__(self, name: str):
+        if name != "attention":
+            raise AttributeError(name)
+        weights = [f.attention for f in self.fusions]
+        return None if weights[0] is None else torch.stack(weights).mean(0)
+
+
 def create_vqa_model(params, encoding: QuestionEncoding, n_answers: int) -> nn.Module:
     v = params.vqa
     if encoding.encoder != v.question_encoder:
         raise VistageError(f"params.yaml: vqa.question_encoder is {v.question_encoder!r} but the question "
                            f"encoding was fitted for {encoding.encoder!r}")
     backbone, image_dim = image_encoder(params)
-    question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
     regions = 1 + v.image_grid ** 2 if v.image_grid else 1
-    fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions,
-                                                 v.attention_hops)
-    return VqaModel(backbone, image_dim, question, fusion, v.hidden, v.dropout, n_answers)
+
+    def head(on: nn.Module) -> VqaModel:
+        question = QUESTION_ENCODERS.get(v.question_encoder, "vqa.question_encoder")(encoding, params)
+        fusion = FUSIONS.get(v.fusion, "vqa.fusion")(image_dim, question.out_dim, v.hidden, v.dropout, regions,
+                                                     v.attention_hops)
+        return VqaModel(on, image_dim, question, fusion, v.hidden, v.dropout, n_answers)
+
+    if v.heads == 1:
+        return head(backbone)
+    return VqaHeads(backbone, image_dim, [head(nn.Identity()) for _ in range(v.heads)])
