@@ -303,6 +303,8 @@ def train_head(params: Params, encoding: QuestionEncoding, encoded: dict, image_
     model = build_head(params, encoding, image_feats.shape[-1], regions, targets.shape[1])
     loss_fn = vqa_loss(params) if SEMANTIC is None else (
         soft_cross_entropy if params.vqa.heads == 1 else EachHead(soft_cross_entropy))
+    if BAG:
+        loss_fn = bagged_heads(params.label_smoothing, torch.Generator().manual_seed(seed))
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
@@ -399,6 +401,22 @@ def semantic_targets(onehot: torch.Tensor, vocab_answers: list[str], smoothing: 
     return out
 
 
+def bagged_heads(smoothing: float, g: torch.Generator):
+    """vqa.heads' loss with online bagging: each question's cross-entropy weighted, per head and
+    step, by a Poisson(1) draw (Oza & Russell 2001), so each head sees its own resample of the data."""
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        labels = targets.argmax(1)
+        if logits.ndim == 2:
+            return nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+        heads = logits.shape[1]
+        ce = nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.repeat_interleave(heads),
+                                         label_smoothing=smoothing, reduction="none").view(-1, heads)
+        weights = torch.poisson(torch.ones_like(ce), generator=g)
+        return (weights * ce).sum() / len(ce)
+    return loss
+
+
+BAG = False  # --bag
 SEMANTIC: tuple[float, float] | None = None  # --semantic-smoothing POWER UNIFORM
 _SENTENCES: dict[str, dict] = {}
 CACHE: Path | None = None  # --cache: image features and frozen question embeddings between runs
@@ -458,6 +476,7 @@ def main() -> None:
                     help="the train stage's precision: the image features and the heads under its autocast")
     ap.add_argument("--ema", type=float, default=0.0, help="ema_decay: score the weights' moving average")
     ap.add_argument("--ensemble", type=int, default=1, help="heads of different seeds per fold, averaged")
+    ap.add_argument("--bag", action="store_true", help="--heads: online bagging (Poisson(1) weights per question and head)")
     ap.add_argument("--heads", type=int, default=1,
                     help="vqa.heads: heads trained together on the same batches, averaged (as the train stage does)")
     ap.add_argument("--zoom-views", type=int, default=0,
@@ -476,7 +495,8 @@ def main() -> None:
                     help="torch threads; on a shared machine 1 is several times faster than 2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    global CACHE, SEMANTIC
+    global CACHE, SEMANTIC, BAG
+    BAG = args.bag
     CACHE = args.cache if str(args.cache) else None
     SEMANTIC = tuple(args.semantic_smoothing) if args.semantic_smoothing else None
     if not args.data.is_file():
