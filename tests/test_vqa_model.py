@@ -417,7 +417,22 @@ def test_heads_train_each_on_its_own_loss_and_answer_by_their_mean_probabilities
         assert torch.allclose(model(images, **encoded).softmax(-1), mean, atol=1e-6)
     from vistage.tasks.vqa.training import hits
 
-    assert float(hits(logits.detach(), targets)) == float(hits(logits.detach().softmax(-1).mean(1).log(), targets))
+    assert float(hits(logits.detach(), targets)) == float(hits(logits.detach().mean(1), targets))
+    before, after = train_steps(params)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_heads_with_soft_bce_answer_by_their_mean_logits():
+    """soft_bce scores each answer by its own sigmoid: the heads' ensemble is their mean logits
+    (a mean of softmax probabilities would feed the BCE log-probabilities)."""
+    params = vqa_params("bow", "concat", heads=2, loss="soft_bce")
+    images, questions, targets = tiny_vqa()
+    encoding = QuestionEncoding.fit(params, questions)
+    encoded = encoding.encode(questions)
+    model = create_vqa_model(params, encoding, len(ANSWERS)).eval()
+    with torch.no_grad():
+        each = torch.stack([h(model.backbone(images), **encoded) for h in model.heads])
+        assert torch.allclose(model(images, **encoded), each.mean(0), atol=1e-6)
     before, after = train_steps(params)
     assert after < 0.7 * before, (before, after)
 

@@ -460,7 +460,8 @@ def test_heads_train_through_the_engine_and_predict_answers_by_their_mean(vqa_st
     from vistage.tasks.vqa.predict import Predictor, predict_questions
     from vistage.training import TrainPaths, train
 
-    p = vqa_params(vqa_store / "raw", freeze="backbone", epochs=2, augment=[], vqa={"heads": 2})
+    p = vqa_params(vqa_store / "raw", freeze="backbone", epochs=2, augment=[],
+                   vqa={"heads": 2, "loss": "cross_entropy"})
     paths = TrainPaths(vqa_store / "prepared", vqa_store / "split.csv", tmp_path / "models", tmp_path / "live")
     result = train(p, paths)
     assert np.isfinite(result["train/loss"]) and 0 <= result["val/acc"] <= 1

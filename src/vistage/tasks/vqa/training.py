@@ -253,7 +253,8 @@ def _then(normalize, view):
 def hits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Summed VQA accuracy of the top answers, as a 0-d tensor on the logits' device (no host
     sync): the soft target's value at the top answer is the VQA score of that answer. Training
-    logits of vqa.heads ([B, heads, A]) answer by their mean probabilities, as the ensemble does."""
+    logits of vqa.heads ([B, heads, A]) answer by their mean logits here (for soft_bce the
+    ensemble's answer; for cross-entropy nearly always the mean probabilities' one)."""
     if logits.ndim == 3:
-        logits = logits.float().softmax(-1).mean(1)
+        logits = logits.float().mean(1)
     return target.gather(1, logits.argmax(1)[:, None]).sum().float()
