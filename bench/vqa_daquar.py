@@ -131,9 +131,7 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
     normalize = Normalizer((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))
     out = {}
     for name in names:
-        other = ("" if backbone_name == "tf_efficientnet_lite0" else f"-{backbone_name}") + (
-            "" if precision == "fp32" else f"-{precision}")
-        cached = cache / f"daquar-{name}{other}.pt" if cache else None
+        cached = cache / f"daquar-{name}{cache_tag(backbone_name, precision)}.pt" if cache else None
         if cached and cached.is_file():
             out[name] = torch.load(cached, weights_only=True)
             if name == "grid" and out[name].ndim == 2:  # an earlier run's flat layout: global, then C x 2 x 2
@@ -173,6 +171,12 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
     return out
 
 
+def cache_tag(backbone_name: str, precision: str) -> str:
+    """What a cached feature file's name adds for a backbone and precision other than lite0 in fp32."""
+    return ("" if backbone_name == "tf_efficientnet_lite0" else f"-{backbone_name}") + (
+        "" if precision == "fp32" else f"-{precision}")
+
+
 def pool_cells(cells: torch.Tensor, how: str) -> torch.Tensor:
     """[N, H*W, C] map cells -> [N, D]: p the mean (timm's pooling), x mean and max, q mean and 2x2 quadrant means."""
     if how == "p":
@@ -195,8 +199,7 @@ def zoom_views(images: list, name: str, k: int, batch_size: int, cache: Path | N
     from vistage.data.images import to_store_array
 
     size = FEATURE_SIZES[name][0]
-    tag = ("" if backbone_name == "tf_efficientnet_lite0" else f"-{backbone_name}") + (
-        "" if precision == "fp32" else f"-{precision}")
+    tag = cache_tag(backbone_name, precision)
     params = Params.model_validate({"model": backbone_name, "pretrained": True})
     backbone, _ = image_encoder(params)
     normalize = Normalizer((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))
@@ -267,7 +270,7 @@ def build_head(params: Params, encoding: QuestionEncoding, image_dim: int, regio
                                                      v.attention_hops)
         return VqaModel(nn.Identity(), image_dim, question, fusion, v.hidden, v.dropout, n_answers)
 
-    return head() if v.heads == 1 else VqaHeads(nn.Identity(), image_dim, [head() for _ in range(v.heads)])
+    return head() if v.heads == 1 else VqaHeads(nn.Identity(), [head() for _ in range(v.heads)])
 
 
 def epoch_order(train: np.ndarray, image_of: np.ndarray, by_image: bool, g: torch.Generator) -> np.ndarray:

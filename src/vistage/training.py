@@ -203,13 +203,14 @@ def _build(params: Params, data: TaskTraining, device: torch.device, dist: distr
     say = console.print if dist.is_main else (lambda *a, **k: None)
     precision = resolve_precision(params.precision, device)
     model, loss_fn = data.build(params)
-    mean, std = _normalization(params, data.image_model(model), data.store.images, data.train_images)
+    image_model = data.image_model(model)
+    mean, std = _normalization(params, image_model, data.store.images, data.train_images)
     if params.patch_whitening:  # from the first 5,000 training images: no random draw, same on resume
         sample = torch.from_numpy(data.store.images[np.sort(data.train_images)[:5000]])
-        whiten_first_layer(data.image_model(model), params.model,
+        whiten_first_layer(image_model, params.model,
                            Normalizer(mean, std, torch.device("cpu"), params.input_size)(sample))
     model.to(device, memory_format=torch.channels_last if params.channels_last else torch.preserve_format)
-    check_input_fits(data.image_model(model), params.model, params.input_size or data.store.image_size, device)
+    check_input_fits(image_model, params.model, params.input_size or data.store.image_size, device)
     # notes once the model is known to build and fit: a failing run shows its error line alone
     if precision.note:
         say(f"[yellow]{precision.note}[/]", soft_wrap=True)

@@ -513,10 +513,9 @@ class VqaHeads(nn.Module):
     On DAQUAR three heads in one run scored 0.15 points above one, within the noise; three
     trained apart, each with its own batch order, 0.47 (recipes/README.md)."""
 
-    def __init__(self, backbone: nn.Module, image_dim: int, heads: list[VqaModel], mean_logits: bool = False):
+    def __init__(self, backbone: nn.Module, heads: list[VqaModel], mean_logits: bool = False):
         super().__init__()
         self.backbone = backbone
-        self.image_dim = image_dim
         self.heads = nn.ModuleList(heads)  # each on nn.Identity(): the features come in computed
         self.mean_logits = mean_logits
 
@@ -570,4 +569,4 @@ def create_vqa_model(params, encoding: QuestionEncoding, n_answers: int) -> nn.M
 
     if v.heads == 1:
         return head(backbone)
-    return VqaHeads(backbone, image_dim, [head(nn.Identity()) for _ in range(v.heads)], v.loss == "soft_bce")
+    return VqaHeads(backbone, [head(nn.Identity()) for _ in range(v.heads)], v.loss == "soft_bce")
