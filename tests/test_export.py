@@ -281,3 +281,21 @@ def test_the_exporters_reason_is_its_summary_line():
                "function found for <OpOverload(op='x.y')>.\n⬆️\nmore")
     assert _reason(RuntimeError(message)) == "RuntimeError: No ONNX function found for <OpOverload(op='x.y')>."
     assert _reason(ValueError("one\ntwo")) == "ValueError: one"
+
+
+@pytest.mark.slow
+def test_a_power_normalized_classifier_exports_and_agrees(digits_store, tmp_path):
+    """feature_norm: power's root and normalization are ordinary operators: both formats export
+    them and agree with PyTorch on every test image."""
+    from vistage.training import train
+
+    from .conftest import train_paths
+
+    train(tiny_params(feature_norm="power", epochs=1, max_steps_per_epoch=4), train_paths(digits_store, tmp_path))
+    params = _params_file(tmp_path / "params.yaml", feature_norm="power", export=["onnx", "torchscript"])
+    proc = run_stage(_export_cmd(params, tmp_path / "models/best.pt", digits_store, tmp_path), ROOT, run_env())
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "export.json").read_text())
+    for fmt in ("onnx", "torchscript"):
+        assert metrics[fmt]["exported"] and metrics[fmt]["top1_agreement"] == 1.0
+        assert metrics[fmt]["max_abs_logit_diff"] < 1e-4

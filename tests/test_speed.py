@@ -160,3 +160,60 @@ def test_val_every_validates_every_nth_epoch_and_the_last(digits_store, tmp_path
     assert val_steps == ["1", "2"] and len((paths.live / "plots/metrics/train/loss.tsv").read_text().splitlines()) == 4
     assert "val/acc" in result and result["best_val_acc"] >= result["val/acc"]
     assert torch.load(paths.models / "best.pt", weights_only=True)["epoch"] in (2, 3)
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet18"])
+def test_feature_norm_power_classifies_the_normalized_features(name):
+    """feature_norm: power swaps the classifier's linear layer for one that reads each feature's
+    signed square root, scaled to unit RMS: the cache's split (features, then classifier) still
+    gives the model's output, and the state-dict keys stay those of the plain model."""
+    from vistage.models import PowerNormLinear
+
+    torch.manual_seed(0)
+    plain = build_model(name, 7).eval()
+    torch.manual_seed(0)
+    model = build_model(name, 7, feature_norm="power").eval()
+    assert list(model.state_dict()) == list(plain.state_dict())
+    linear = [m for m in classifier(model).modules() if isinstance(m, torch.nn.Linear)][0]
+    assert isinstance(linear, PowerNormLinear)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        features = backbone_of(model)(x)
+        rooted = features.sign() * features.abs().sqrt()
+        expected = torch.nn.functional.linear(rooted / rooted.norm(dim=1, keepdim=True) * features.shape[1] ** 0.5,
+                                              linear.weight, linear.bias)
+        assert torch.allclose(model(x), expected, atol=1e-5)
+        assert torch.allclose(classifier(model)(features), model(x), atol=1e-5)
+
+
+def test_feature_norm_power_has_finite_gradients_at_zero_features():
+    from vistage.models import PowerNormLinear
+
+    layer = PowerNormLinear(4, 3)
+    x = torch.tensor([[0.0, 0.0, 2.0, -1.0], [0.0, 0.0, 0.0, 0.5]], requires_grad=True)
+    layer(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(layer.weight.grad).all()
+
+
+def test_feature_norm_power_solves_and_reloads_from_the_checkpoint(digits_store, tmp_path):
+    """head: solve on the normalized cached features, and predict's model from the checkpoint
+    scores as the run validated: the normalization travels with the params in the checkpoint."""
+    from vistage.checkpoint import load_checkpoint
+    from vistage.models import build_from_params
+
+    params = tiny_params(freeze="backbone", head="solve", augment=[], epochs=1, feature_norm="power")
+    result = train(params, train_paths(digits_store, tmp_path))
+    assert result["head_val_acc"] > 0.5
+    ckpt = load_checkpoint(tmp_path / "models" / "best.pt")
+    model = build_from_params(ckpt["params"], 10, pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    assert any(type(m).__name__ == "PowerNormLinear" for m in model.modules())
+
+
+def test_feature_norm_with_task_vqa_is_refused(tmp_path):
+    from vistage.errors import VistageError
+    from vistage.params import load_params
+
+    (tmp_path / "params.yaml").write_text("task: vqa\nfeature_norm: power\n")
+    with pytest.raises(VistageError, match="feature_norm: 'power' is not read with task: vqa"):
+        load_params(tmp_path / "params.yaml")

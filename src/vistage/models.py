@@ -238,14 +238,46 @@ def train_mode(model: nn.Module, backbone_frozen: bool, norm_frozen: bool = Fals
                 module.eval()
 
 
+class PowerNormLinear(nn.Linear):
+    """A linear classifier on power-normalized features (feature_norm: power): each value's signed
+    square root, then the vector scaled to unit RMS (L2 norm sqrt(D)), then the layer. Pooled CNN
+    features are skewed (many near zero, a few large; lite0's: a quarter exactly 0), and the root
+    evens them out, as Fisher-vector and few-shot classifiers do (Perronnin et al. 2010; Hu et al.
+    2021). The same parameters and state-dict keys as the nn.Linear it replaces, so weights files
+    move between runs with and without it. Measured in recipes/README.md (issue 18)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # clamp: the root's gradient at an exact 0 is infinite; sign(0) = 0 then gives 0, not NaN
+        x = x.sign() * x.abs().clamp_min(1e-12).sqrt()
+        x = nn.functional.normalize(x, dim=-1) * x.shape[-1] ** 0.5
+        return super().forward(x)
+
+
+def power_normalized_classifier(model: nn.Module, name: str) -> None:
+    """Swap the classifier's first linear layer (the one that reads the pooled features) for a
+    PowerNormLinear with its weights."""
+    in_head = {id(m) for m in classifier(model).modules()}
+    owner, attr = next(((parent, name) for parent in model.modules() for name, child in parent.named_children()
+                        if isinstance(child, nn.Linear) and id(child) in in_head), (None, None))
+    if owner is None:
+        raise VistageError(f"params.yaml: feature_norm: power: model {name!r} has no linear classifier to "
+                           "normalize the features for; set feature_norm: none")
+    linear = getattr(owner, attr)
+    power = PowerNormLinear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+    power.load_state_dict(linear.state_dict())
+    setattr(owner, attr, power)
+
+
 def build_model(name: str, num_classes: int, pretrained: bool | str = False, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0, small_stem: bool = False) -> nn.Module:
+                drop_path_rate: float = 0.0, small_stem: bool = False, feature_norm: str = "none") -> nn.Module:
     """`pretrained`: False, True (timm's hub, or packaged weights), or a path to a weights file."""
     from_file = isinstance(pretrained, str)
     model = MODELS.get(name, "model")(num_classes=num_classes, pretrained=bool(pretrained) and not from_file,
                                       drop_rate=drop_rate, drop_path_rate=drop_path_rate)
     if small_stem:
         small_image_stem(model, name)
+    if feature_norm == "power":
+        power_normalized_classifier(model, name)
     if from_file:  # after the stem change, so weights saved from a small-stem model fit
         load_weights(model, Path(pretrained))
     return model
@@ -276,4 +308,5 @@ def build_from_params(params, num_classes: int, pretrained: bool | str | None = 
     (inference passes False: the checkpoint holds the weights)."""
     get = params.get if isinstance(params, dict) else lambda k, d=None: getattr(params, k, d)
     return build_model(get("model"), num_classes, get("pretrained", False) if pretrained is None else pretrained,
-                       get("drop_rate", 0.0), get("drop_path_rate", 0.0), get("small_stem", False))
+                       get("drop_rate", 0.0), get("drop_path_rate", 0.0), get("small_stem", False),
+                       get("feature_norm", "none"))

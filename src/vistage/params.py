@@ -105,6 +105,9 @@ class Params(_Strict):
     freeze: Literal["none", "backbone"] = Field("none", description="backbone: train only the classifier")
     freeze_epochs: int = Field(0, ge=0, description="with freeze: backbone, unfreeze after this many epochs (0: never)")
     backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="backbone lr = lr * this (classifier: lr)")
+    feature_norm: Literal["none", "power"] = Field(
+        "none", description="the pooled features before the classifier: as they are, or power: each value's signed "
+                            "square root, then the vector L2-normalized to unit RMS")
     head: str = Field("train", description="head keyword (`vistage list heads`): train the classifier by epochs, "
                                            "or solve it on the frozen backbone's cached features")
     # optimisation
