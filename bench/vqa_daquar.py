@@ -114,7 +114,23 @@ class ClassProbs(nn.Module):
 FEATURE_SIZES = {"g224": (224, 224), "g320": (240, 320), "g480": (360, 480), "grid": (360, 480),
                  "cls": (240, 320), "g640": (480, 640), "p320": (320, 320), "p480": (480, 480),
                  "m320": (320, 320), "m480": (480, 480),
-                 "x480": (480, 480), "q480": (480, 480)}
+                 "x480": (480, 480), "q480": (480, 480), "k480": (480, 480), "s480": (480, 480),
+                 "m640": (640, 640), "p640": (640, 640), "m560": (560, 560), "p560": (560, 560)}
+# kNNN: the map of the last block, before the 1x1 head convolution widens it to the 1,280 features
+# ImageNet's classifier reads (lite0: 15 x 15 x 320 at 480 px; float16); sNNN: its mean over the cells
+
+
+class BlockMap(nn.Module):
+    """An EfficientNet's map after its last block, before conv_head: [B, h * w, C] (lite0: 320 values a
+    cell, a linear bottleneck, against conv_head's 1,280 after BatchNorm and ReLU6)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        return m.blocks(m.bn1(m.conv_stem(x))).flatten(2).transpose(1, 2)
 
 
 def compute_features(images: list, names: list[str], batch_size: int, cache: Path | None,
@@ -139,14 +155,15 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
                 regions = flat[:, 1280:].view(len(flat), 1280, 4).transpose(1, 2)
                 out[name] = torch.cat([flat[:, None, :1280], regions], dim=1)
             continue
-        if name[0] in "pxq":  # pooled vectors of the map's cells: one pass of the backbone
-            cells = compute_features(images, ["m" + name[1:]], batch_size, cache, backbone_name, precision)
-            out[name] = pool_cells(cells["m" + name[1:]].float(), name[0])
+        if name[0] in "pxqs":  # pooled vectors of the map's cells: one pass of the backbone
+            source = ("k" if name[0] == "s" else "m") + name[1:]
+            cells = compute_features(images, [source], batch_size, cache, backbone_name, precision)
+            out[name] = pool_cells(cells[source].float(), "p" if name[0] == "s" else name[0])
             if cached:
                 torch.save(out[name], cached)
             continue
         started = time.perf_counter()
-        if name.startswith("m"):
+        if name[0] in "mk":
             from vistage.data.images import to_store_array
 
             pixels = np.stack([to_store_array(im, FEATURE_SIZES[name][0], "pad") for im in images])
@@ -156,12 +173,14 @@ def compute_features(images: list, names: list[str], batch_size: int, cache: Pat
             module = RegionPool(backbone, 2)
         elif name.startswith("m"):
             module = FeatureMap(backbone)
+        elif name.startswith("k"):
+            module = BlockMap(backbone)
         elif name == "cls":
             module = ClassProbs(build_model(backbone_name, 1000, pretrained=True))
         else:
             module = backbone
         out[name] = backbone_features(module, pixels, normalize, batch_size,
-                                      dtype=torch.float16 if name.startswith("m") else torch.float32,
+                                      dtype=torch.float16 if name[0] in "mk" else torch.float32,
                                       autocast=autocast(precision))
         if cached:
             cache.mkdir(parents=True, exist_ok=True)
@@ -187,6 +206,17 @@ def pool_cells(cells: torch.Tensor, how: str) -> torch.Tensor:
     grid = cells.view(len(cells), side, side, -1).permute(0, 3, 1, 2)
     quadrants = nn.functional.adaptive_avg_pool2d(grid, 2).flatten(2).transpose(1, 2)  # [N, 4, C]
     return torch.cat([cells.mean(1), quadrants.flatten(1)], dim=1)
+
+
+def image_norm(feats: torch.Tensor, how: str) -> torch.Tensor:
+    """The image vectors (last dim) as they are, L2-normalized to unit RMS, or square-rooted first
+    (power normalization: the pooled ReLU features are skewed, with a few large values)."""
+    if how == "none":
+        return feats
+    x = feats.float()
+    if how == "sqrt-l2":
+        x = x.clamp(min=0).sqrt()
+    return nn.functional.normalize(x, dim=-1) * x.shape[-1] ** 0.5
 
 
 def zoom_views(images: list, name: str, k: int, batch_size: int, cache: Path | None, backbone_name: str,
@@ -485,6 +515,8 @@ def main() -> None:
     ap.add_argument("--zoom-views", type=int, default=0,
                     help="pooled features of this many zoomed views of each photo; training draws among them and the photo")
     ap.add_argument("--zoom-min", type=float, default=0.7, help="the smallest zoomed view, as a fraction of the area")
+    ap.add_argument("--image-norm", default="none", choices=["none", "l2", "sqrt-l2"],
+                    help="each image vector scaled to unit RMS (l2), after a square root of each value (sqrt-l2)")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--embed-dim", type=int, default=300)
     ap.add_argument("--dropout", type=float, default=0.5)
@@ -544,7 +576,7 @@ def main() -> None:
             continue
         done.add((feat, encoder, fusion, loss, hops))
         params = head_params(args, encoder, fusion, loss, hops)
-        feats = zero[feat] if feat == "none" else feature_sets[feat]
+        feats = zero[feat] if feat == "none" else image_norm(feature_sets[feat], args.image_norm)
         views = None
         if args.zoom_views and feat != "none":
             zoomed = zoom_views([images[n] for n in names], feat, args.zoom_views, args.feature_batch, CACHE,
