@@ -257,7 +257,8 @@ def power_normalized_classifier(model: nn.Module, name: str) -> None:
     """Swap the classifier's first linear layer (the one that reads the pooled features) for a
     PowerNormLinear with its weights."""
     in_head = {id(m) for m in classifier(model).modules()}
-    owner, attr = next(((parent, name) for parent in model.modules() for name, child in parent.named_children()
+    owner, attr = next(((parent, child_name) for parent in model.modules()
+                        for child_name, child in parent.named_children()
                         if isinstance(child, nn.Linear) and id(child) in in_head), (None, None))
     if owner is None:
         raise VistageError(f"params.yaml: feature_norm: power: model {name!r} has no linear classifier to "
