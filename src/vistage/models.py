@@ -253,16 +253,22 @@ class PowerNormLinear(nn.Linear):
         return super().forward(x)
 
 
+def classifier_linears(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(owner module, attribute name) of each nn.Linear in the classifier, in module order: where
+    to swap one for another layer."""
+    in_head = {id(m) for m in classifier(model).modules()}
+    return [(parent, child_name) for parent in model.modules() for child_name, child in parent.named_children()
+            if isinstance(child, nn.Linear) and id(child) in in_head]
+
+
 def power_normalized_classifier(model: nn.Module, name: str) -> None:
     """Swap the classifier's first linear layer (the one that reads the pooled features) for a
     PowerNormLinear with its weights."""
-    in_head = {id(m) for m in classifier(model).modules()}
-    owner, attr = next(((parent, child_name) for parent in model.modules()
-                        for child_name, child in parent.named_children()
-                        if isinstance(child, nn.Linear) and id(child) in in_head), (None, None))
-    if owner is None:
+    linears = classifier_linears(model)
+    if not linears:
         raise VistageError(f"params.yaml: feature_norm: power: model {name!r} has no linear classifier to "
                            "normalize the features for; set feature_norm: none")
+    owner, attr = linears[0]
     linear = getattr(owner, attr)
     power = PowerNormLinear(linear.in_features, linear.out_features, bias=linear.bias is not None)
     power.load_state_dict(linear.state_dict())
