@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from vistage.params import Params  # noqa: E402
-from vistage.tasks.vqa.answers import AnswerVocab, normalize_answer  # noqa: E402
+from vistage.tasks.vqa.answers import LIST_ANSWERS, AnswerVocab, answer_key  # noqa: E402
 from vistage.tasks.vqa.features import backbone_features  # noqa: E402
 from vistage.tasks.vqa.losses import vqa_loss  # noqa: E402
 from vistage.tasks.vqa.losses import EachHead  # noqa: E402
@@ -378,16 +378,19 @@ def predict(model: VqaModel, encoded: dict, image_feats: torch.Tensor, image_of:
                           for s in range(0, len(rows), 256)])
 
 
-def run_config(params: Params, questions: list[str], answers: list[str], image_feats: torch.Tensor,
+def run_config(params: Params, questions: list[str], raw_answers: list[str], image_feats: torch.Tensor,
                image_of: np.ndarray, folds: list[np.ndarray], top_k: int, ensemble: int = 1,
-               views: torch.Tensor | None = None) -> tuple[list[float], float]:
-    """Per-fold exact-match accuracy on the unseen images, and the total train seconds (`ensemble`:
-    that many heads per fold, of different seeds, voting by their mean answer probabilities)."""
-    accs, seconds = [], 0.0
+               views: torch.Tensor | None = None) -> tuple[list[float], list[float], float]:
+    """Per-fold exact-match accuracy on the unseen images (answers as LIST_ANSWERS reads them),
+    the same scored as DAQUAR's script does (list answers as sets of items), and the total train
+    seconds (`ensemble`: that many heads per fold, of different seeds, voting by their mean answer
+    probabilities)."""
+    answers = [answer_key(a, LIST_ANSWERS_MODE) for a in raw_answers]
+    accs, set_accs, seconds = [], [], 0.0
     for f, test_images in enumerate(folds):
         is_test = np.isin(image_of, test_images)
         train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-        vocab = AnswerVocab.build([[answers[i]] for i in train], top_k)
+        vocab = AnswerVocab.build([[answers[i]] for i in train], top_k, LIST_ANSWERS_MODE)
         targets = torch.zeros(len(answers), len(vocab))
         for i in train:
             targets[i, vocab.index(answers[i])] = 1.0
@@ -401,9 +404,23 @@ def run_config(params: Params, questions: list[str], answers: list[str], image_f
                                      seed=params.seed + f + 1000 * member, views=views)
             seconds += secs
             probs = probs + predict(model, encoded, image_feats, image_of, test, params.precision).softmax(1)
-        guesses = probs.argmax(1)
-        accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses.tolist(), test)])))
-    return accs, seconds
+        guesses = probs.argmax(1).tolist()
+        accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses, test)])))
+        as_set = item_sets(vocab, [raw_answers[i] for i in train])
+        set_accs.append(float(np.mean([as_set[vocab.answers[g]] == answer_key(raw_answers[i], "set")
+                                       for g, i in zip(guesses, test)])))
+    return accs, set_accs, seconds
+
+
+def item_sets(vocab: AnswerVocab, train_raw: list[str]) -> dict[str, str]:
+    """Each vocabulary answer as the set of items DAQUAR's script reads: under "text" the commas
+    are gone ("chair table"), so the items come from the training answer most often written so."""
+    if vocab.list_answers == "set":
+        return {a: a for a in vocab.answers}
+    written = defaultdict(Counter)
+    for raw in train_raw:
+        written[vocab.key(raw)][raw] += 1
+    return {a: answer_key(written[a].most_common(1)[0][0], "set") for a in vocab.answers}
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -449,6 +466,7 @@ def bagged_heads(smoothing: float, g: torch.Generator):
     return loss
 
 
+LIST_ANSWERS_MODE = "text"  # --list-answers
 BAG = False  # --bag
 SEMANTIC: tuple[float, float] | None = None  # --semantic-smoothing POWER UNIFORM
 _SENTENCES: dict[str, dict] = {}
@@ -517,6 +535,8 @@ def main() -> None:
     ap.add_argument("--zoom-min", type=float, default=0.7, help="the smallest zoomed view, as a fraction of the area")
     ap.add_argument("--image-norm", default="none", choices=["none", "l2", "sqrt-l2"],
                     help="each image vector scaled to unit RMS (l2), after a square root of each value (sqrt-l2)")
+    ap.add_argument("--list-answers", default="text", choices=LIST_ANSWERS,
+                    help="vqa.list_answers: train and score list answers as text or as sets of items")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--embed-dim", type=int, default=300)
     ap.add_argument("--dropout", type=float, default=0.5)
@@ -530,8 +550,9 @@ def main() -> None:
                     help="torch threads; on a shared machine 1 is several times faster than 2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    global CACHE, SEMANTIC, BAG
+    global CACHE, SEMANTIC, BAG, LIST_ANSWERS_MODE
     BAG = args.bag
+    LIST_ANSWERS_MODE = args.list_answers
     CACHE = args.cache if str(args.cache) else None
     SEMANTIC = tuple(args.semantic_smoothing) if args.semantic_smoothing else None
     if not args.data.is_file():
@@ -544,7 +565,8 @@ def main() -> None:
     names = sorted(images)
     index = {n: i for i, n in enumerate(names)}
     questions = [r["question"] for r in rows]
-    answers = [normalize_answer(r["answer"]) for r in rows]
+    raw_answers = [r["answer"] for r in rows]
+    answers = [answer_key(a, args.list_answers) for a in raw_answers]
     image_of = np.array([index[r["image"]] for r in rows])
     folds = image_folds(names, args.folds, args.seed)
     print(f"{len(names)} images, {len(rows)} questions, {len(set(answers))} distinct answers; read in "
@@ -582,13 +604,14 @@ def main() -> None:
             zoomed = zoom_views([images[n] for n in names], feat, args.zoom_views, args.feature_batch, CACHE,
                                 args.backbone, args.precision, args.zoom_min)
             views = torch.cat([feats.float()[None], zoomed.float()])
-        accs, secs = run_config(params, questions, answers, feats, image_of, folds, args.top_k, args.ensemble,
+        accs, set_accs, secs = run_config(params, questions, raw_answers, feats, image_of, folds, args.top_k, args.ensemble,
                                 views)
         what = "question only" if feat == "none" else f"image {feat}"
         if fusion == "san":
             fusion = f"san x{hops}"
         print(f"{encoder:12s} {fusion:8s} {loss:14s} {what:18s} {report(accs)}  train {secs:6.1f} s "
-              f"({secs / len(folds):.1f} s/fold)  load {load()}  ({fold_scores(accs)})", flush=True)
+              f"({secs / len(folds):.1f} s/fold)  load {load()}  ({fold_scores(accs)}); lists as sets "
+              f"{report(set_accs)} ({fold_scores(set_accs)})", flush=True)
 
 
 def fold_scores(accs: list[float]) -> str:

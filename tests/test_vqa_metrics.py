@@ -48,6 +48,18 @@ def test_single_answer_sets_score_plain_accuracy():
     assert "per_answer_type" not in m
 
 
+def test_list_answers_set_scores_a_list_in_any_order_as_daquars_accuracy_does():
+    p = preds([("chair, table", ["table, chair"], "", ""), ("chair table", ["table, chair"], "", ""),
+               ("lamp", ["lamp, lamp"], "", ""), ("chair", ["chair, table"], "", "")])
+    text, as_set = split_metrics(p)["test"], split_metrics(p, "set")["test"]
+    # as text nothing matches: the orders differ, and "lamp" is not "lamp lamp"
+    assert text["accuracy"] == 0.0 and text["vqa_accuracy"] == 0.0
+    # as sets: the first (same items) and the third (an item twice is once); "chair table" without
+    # a comma is one item, and "chair" alone is a subset, not the set
+    assert as_set["accuracy"] == 0.5 and as_set["vqa_accuracy"] == 0.5
+    assert confusion_rows(p, "set")["actual"].tolist() == ["chair, table", "chair, table", "lamp", "chair, table"]
+
+
 def test_answerability_where_given():
     p = preds([("unanswerable", ["unanswerable"] * 10, "unanswerable", "0"),  # right: not answerable, score 1
                ("red", ["red"] * 10, "other", "1"),                          # right, 1

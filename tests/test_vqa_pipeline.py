@@ -476,3 +476,60 @@ def test_heads_train_through_the_engine_and_predict_answers_by_their_mean(vqa_st
     assert torch.allclose(logits[:8].softmax(-1), torch.stack(each).mean(0), atol=1e-5)
     pred = predict_questions(paths.models / "best.pt", paths.store, paths.split, "cpu")
     assert len(pred.answers) == len(pred.index) > 0
+
+
+def _two_colour_questions(folder: Path, n_images: int = 60, seed: int = 0) -> Path:
+    """Images of two colours side by side; "what colours are in it" answered by one person, who
+    names them in either order ("red, blue" or "blue, red"), as DAQUAR's list answers vary."""
+    rng = random.Random(seed)
+    (folder / "images").mkdir(parents=True)
+    pairs = [("red", "green"), ("red", "blue"), ("green", "blue")]
+    entries = []
+    for i in range(n_images):
+        left, right = pairs[i % 3] if i % 2 else pairs[i % 3][::-1]
+        pixels = np.zeros((10, 10, 3), np.uint8)
+        pixels[:, :5], pixels[:, 5:] = COLORS[left], COLORS[right]
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        (folder / "images" / f"img{i}.png").write_bytes(buf.getvalue())
+        said = [left, right] if rng.random() < 0.5 else [right, left]
+        entries.append({"image": f"img{i}.png", "question": "What colours are in it?", "question_id": str(i),
+                        "answers": [{"answer": ", ".join(said)}]})
+    (folder / "qa.json").write_text(json.dumps(entries))
+    return folder
+
+
+@pytest.mark.slow
+def test_list_answers_set_trains_each_set_as_one_answer_and_scores_it_through_the_stages(tmp_path):
+    """vqa.list_answers: set: "red, blue" and "blue, red" are one class in training, the model
+    answers "blue, red", and evaluate scores it right against either order. Read as text the
+    same predictions score about half: the humans' order is a coin toss."""
+    from stages.evaluate import evaluate
+    from stages.predict import predict
+    from vistage.checkpoint import load_checkpoint
+    from vistage.tasks.vqa.data import load_questions, vqa_split_table, write_vqa_store
+    from vistage.tasks.vqa.metrics import VqaPredictions, split_metrics
+    from vistage.tasks.vqa.sources import load_vqa_source
+    from vistage.training import TrainPaths, train
+
+    folder = _two_colour_questions(tmp_path / "raw")
+    p = vqa_params(folder, epochs=6, vqa={"list_answers": "set"})
+    write_vqa_store(tmp_path / "prepared", load_vqa_source(p.data, p.vqa), p.data)
+    split = tmp_path / "split.csv"
+    vqa_split_table(load_questions(tmp_path / "prepared"), 0.25, 0.25, 0).to_csv(split, index=False)
+    paths = TrainPaths(tmp_path / "prepared", split, tmp_path / "models", tmp_path / "live")
+    result = train(p, paths)
+    answers = load_checkpoint(paths.models / "best.pt")["vqa"]["answers"]
+    assert answers["list_answers"] == "set" and sorted(answers["answers"]) == ["blue, green", "blue, red", "green, red"]
+    assert result["best_val_acc"] >= 0.8, result
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False))
+    out = tmp_path / "out"
+    predict(params, paths.models / "best.pt", out / "predictions.csv", paths.store, split, out / "logits.npz")
+    evaluate(params, out / "logits.npz", out / "eval.json", out / "per_class.csv", out / "confusion.csv",
+             out / "calibration.csv")
+    test = json.loads((out / "eval.json").read_text())["test"]
+    pred = VqaPredictions.load(out / "logits.npz").of("test")
+    assert test["accuracy"] == split_metrics(pred, "set")["test"]["accuracy"] >= 0.8
+    assert split_metrics(pred, "text")["test"]["accuracy"] <= test["accuracy"] - 0.2
+    assert test["wups_0.9"] >= test["accuracy"] if "wups_0.9" in test else "wups_unavailable" in test

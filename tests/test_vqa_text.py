@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vistage.errors import VistageError
-from vistage.tasks.vqa.answers import (AnswerVocab, agreement_score, normalize_answer, per_type_accuracy,
+from vistage.tasks.vqa.answers import (AnswerVocab, agreement_score, answer_key, normalize_answer, per_type_accuracy,
                                  split_list_answer, vqa_accuracy)
 from vistage.tasks.vqa.questions import PAD, UNK, QuestionVocab, tokenize
 
@@ -190,9 +190,36 @@ def test_answer_vocab_most_common_and_coverage():
 def test_answer_vocab_round_trip_plain_types():
     vocab = AnswerVocab.build(TRAIN_ANSWERS, top_k=5)
     data = vocab.to_dict()
-    assert data == {"answers": ["yes", "2", "no", "3", "blue"]}
+    assert data == {"answers": ["yes", "2", "no", "3", "blue"], "list_answers": "text"}
     restored = AnswerVocab.from_dict(json.loads(json.dumps(data)))
     assert restored.answers == vocab.answers and restored.index("two") == 1
+    # a checkpoint's vocabulary from before list_answers reads lists as text, as it was trained
+    assert AnswerVocab.from_dict({"answers": ["chair table"]}).list_answers == "text"
+
+
+def test_answer_key_reads_a_list_as_a_set_of_items():
+    spellings = ["table, chair", "Chair,table", "chair, table, the chair"]
+    assert {answer_key(s, "set") for s in spellings} == {"chair, table"}
+    assert {answer_key(s) for s in spellings} == {"table chair", "chair table", "chair table chair"}
+    assert answer_key("Two.", "set") == "2" and answer_key("1,000", "set") == "1000"
+    with pytest.raises(ValueError, match="text, set"):
+        answer_key("chair", "bag")
+
+
+def test_answer_vocab_with_set_lists_counts_every_order_as_one_answer():
+    train = [["chair, table"], ["table,chair"], ["lamp"], ["lamp"], ["chair table"]]
+    vocab = AnswerVocab.build(train, top_k=10, list_answers="set")
+    # "chair table" (no comma) is one item, not the two-item list
+    assert vocab.answers == ["chair, table", "lamp", "chair table"]
+    assert vocab.index("Table, chair") == 0 and vocab.most_common(["table, chair", "lamp"]) == 0
+    assert vocab.soft_target(["table, chair"]) == {0: 1.0}
+    assert AnswerVocab.from_dict(json.loads(json.dumps(vocab.to_dict()))).index("table, chair") == 0
+    # as text the two orders are two answers, both normalized without their commas
+    assert AnswerVocab.build(train, top_k=10).answers == ["chair table", "lamp", "table chair"]
+    assert vqa_accuracy("chair, table", ["table, chair"], "set") == 1.0
+    assert vqa_accuracy("chair, table", ["table, chair"]) == 0.0
+    with pytest.raises(VistageError, match="list_answers"):
+        AnswerVocab(["lamp"], "bag")
 
 
 def test_answer_vocab_errors():

@@ -82,6 +82,10 @@ class VqaParams(_Strict):
     answer_column: str | None = Field("answer", description="csv: column of answers (null: unanswered, to predict)")
     answer_type_column: str | None = Field(None, description="csv: optional column of answer types")
     top_answers: int = Field(1000, ge=1, description="answer vocabulary: the K most common train answers")
+    list_answers: Literal["text", "set"] = Field(
+        "text", description="a list answer (\"book, scissor\"): text, the official VQA normalization (commas dropped, "
+                            "order kept); set, its items in any order, trained and scored as one answer (DAQUAR's "
+                            "accuracy)")
     batch_by_image: bool = Field(False, description="train batches of whole images' questions (each image "
                                                     "encoded once per batch) instead of random questions")
 

@@ -97,7 +97,7 @@ class VqaTask(Task):
     def evaluate(self, params, logits, paths: EvaluatePaths) -> list[str]:
         from .metrics import evaluate
 
-        return evaluate(logits, paths)
+        return evaluate(logits, paths, params.vqa.list_answers)
 
     def report_layout(self, params) -> ReportLayout:
         from .report import SECTIONS

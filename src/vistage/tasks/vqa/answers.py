@@ -123,6 +123,23 @@ def split_list_answer(text: str) -> list[str]:
     return [item for item in items if item]
 
 
+# How a list answer ("book, scissor") is read. "text": the official VQA normalization, commas
+# dropped and order kept ("book scissor" is not "scissor book"), as VQA v2 and VizWiz score.
+# "set": its items, each once, in alphabetical order ("book, scissor" is "scissor, book"), as
+# DAQUAR's own script (Malinowski's calculate_wups.py) scores accuracy: set equality.
+LIST_ANSWERS = ("text", "set")
+
+
+def answer_key(text: str, list_answers: str = "text") -> str:
+    """The form in which two answers are compared, counted and predicted (see LIST_ANSWERS):
+    "set" gives "book, scissor" for both "scissor, book" and "book,scissor, book"."""
+    if list_answers == "set":
+        return ", ".join(sorted(set(split_list_answer(text))))
+    if list_answers != "text":
+        raise ValueError(f"list_answers must be one of {', '.join(LIST_ANSWERS)}, got {list_answers!r}")
+    return normalize_answer(text)
+
+
 def agreement_score(matches: int, total: int) -> float:
     """The VQA score of an answer that `matches` of `total` humans gave, after normalization.
 
@@ -145,19 +162,20 @@ def agreement_score(matches: int, total: int) -> float:
     return thirds / (3 * total)
 
 
-def vqa_accuracy(predicted: str, answers: Sequence[str]) -> float:
+def vqa_accuracy(predicted: str, answers: Sequence[str], list_answers: str = "text") -> float:
     """The official VQA accuracy of one predicted answer against the human answers (see
-    agreement_score for how the count of agreeing humans becomes a score)."""
+    agreement_score for how the count of agreeing humans becomes a score), answers compared as
+    `list_answers` reads them (answer_key)."""
     answers = _answer_list(answers)
     if not answers:
         raise ValueError("vqa_accuracy: a question needs at least one human answer")
-    predicted = normalize_answer(predicted)
-    matches = sum(normalize_answer(answer) == predicted for answer in answers)
+    predicted = answer_key(predicted, list_answers)
+    matches = sum(answer_key(answer, list_answers) == predicted for answer in answers)
     return agreement_score(matches, len(answers))
 
 
 def per_type_accuracy(preds: Sequence[str], answers_list: Sequence[Sequence[str]],
-                      types: Sequence[str] | None = None, digits: int = 6) -> dict:
+                      types: Sequence[str] | None = None, digits: int = 6, list_answers: str = "text") -> dict:
     """Mean VQA accuracy over all questions and per answer type, as fractions (the script reports
     percentages with 2 decimals): {"overall": 0.61, "per_type": {"number": 0.3, "yes/no": 0.9}}.
 
@@ -171,7 +189,7 @@ def per_type_accuracy(preds: Sequence[str], answers_list: Sequence[Sequence[str]
                          f"answer lists and {'no' if types is None else len(types)} types")
     if not preds:
         raise ValueError("per_type_accuracy: no questions to score")
-    scores = [vqa_accuracy(pred, answers) for pred, answers in zip(preds, answers_list)]
+    scores = [vqa_accuracy(pred, answers, list_answers) for pred, answers in zip(preds, answers_list)]
     by_type: dict[str, list[float]] = {}
     for kind, score in zip(types or [], scores):
         by_type.setdefault(kind, []).append(score)
@@ -190,47 +208,55 @@ def _answer_list(answers: Sequence[str]) -> list[str]:
 
 
 class AnswerVocab:
-    """The answers a VQA classifier can output: the `top_k` most common normalized answers of the
-    training questions, most common first (id 0), ties in alphabetical order.
+    """The answers a VQA classifier can output: the `top_k` most common answers of the training
+    questions, most common first (id 0), ties in alphabetical order, each in the form answer_key
+    gives it under `list_answers` (with "set", "chair, table" and "table, chair" are one answer).
 
     Built from training answers only, so validation and test answers never leak into the label
     space; their questions whose answer is missing simply score 0, as in the official metric.
     """
 
-    def __init__(self, answers: Sequence[str]):
+    def __init__(self, answers: Sequence[str], list_answers: str = "text"):
         answers = list(answers)
         if not all(isinstance(a, str) and a for a in answers) or len(set(answers)) != len(answers):
             raise VistageError("answer vocabulary: expected distinct non-empty strings, got "
                                f"{answers[:5]!r}{'...' if len(answers) > 5 else ''}")
+        if list_answers not in LIST_ANSWERS:
+            raise VistageError(f"answer vocabulary: list_answers must be one of {', '.join(LIST_ANSWERS)}, "
+                               f"got {list_answers!r}")
         self.answers = answers
+        self.list_answers = list_answers
         self._ids = {answer: i for i, answer in enumerate(answers)}
 
+    def key(self, answer: str) -> str:
+        return answer_key(answer, self.list_answers)
+
     @classmethod
-    def build(cls, train_answers: Iterable[Sequence[str]], top_k: int) -> "AnswerVocab":
+    def build(cls, train_answers: Iterable[Sequence[str]], top_k: int, list_answers: str = "text") -> "AnswerVocab":
         """Count every human answer of every training question (a question where 10 people say
         "yes" counts "yes" 10 times); answers that normalize to "" are not counted."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise VistageError(f"answer vocabulary size (top_k) must be a positive integer, "
                                f"got {top_k!r}")
-        counts = Counter(normalize_answer(answer) for answers in train_answers
+        counts = Counter(answer_key(answer, list_answers) for answers in train_answers
                          for answer in _answer_list(answers))
         counts.pop("", None)
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return cls([answer for answer, _ in ranked[:top_k]])
+        return cls([answer for answer, _ in ranked[:top_k]], list_answers)
 
     def __len__(self) -> int:
         return len(self.answers)
 
     def index(self, answer: str) -> int | None:
-        """The id of an answer (normalized first), or None when it is not in the vocabulary."""
-        return self._ids.get(normalize_answer(answer))
+        """The id of an answer (its key first), or None when it is not in the vocabulary."""
+        return self._ids.get(self.key(answer))
 
     def soft_target(self, answers: Sequence[str]) -> dict[int, float]:
         """{id: VQA score} for each vocabulary answer among a question's human answers, in id
         order: the accuracy the classifier would get by predicting it, so a loss on these targets
         optimizes the metric itself. Answers outside the vocabulary are left out."""
         answers = _answer_list(answers)
-        counts = Counter(normalize_answer(answer) for answer in answers)
+        counts = Counter(self.key(answer) for answer in answers)
         scores = {self._ids[a]: agreement_score(n, len(answers)) for a, n in counts.items()
                   if a in self._ids}
         return dict(sorted(scores.items()))
@@ -239,7 +265,7 @@ class AnswerVocab:
         """The id of the answer most humans gave (for a cross-entropy target), or None when that
         answer is not in the vocabulary (or there are no answers). Among equally common answers
         the one with the lowest id wins: the one more common in training."""
-        counts = Counter(normalize_answer(answer) for answer in _answer_list(answers))
+        counts = Counter(self.key(answer) for answer in _answer_list(answers))
         if not counts:
             return None
         top = max(counts.values())
@@ -256,11 +282,12 @@ class AnswerVocab:
 
     def to_dict(self) -> dict:
         """Plain str/list only, so a checkpoint holding it loads with torch.load(weights_only=True)."""
-        return {"answers": list(self.answers)}
+        return {"answers": list(self.answers), "list_answers": self.list_answers}
 
     @classmethod
     def from_dict(cls, data: dict) -> "AnswerVocab":
         if not isinstance(data, dict) or not isinstance(data.get("answers"), list):
             raise VistageError(f"answer vocabulary: expected {{'answers': [...]}}, got {type(data).__name__}"
                                f"{' with keys ' + str(sorted(data)) if isinstance(data, dict) else ''}")
-        return cls(data["answers"])
+        # checkpoints from before list_answers read lists as text
+        return cls(data["answers"], data.get("list_answers", "text"))

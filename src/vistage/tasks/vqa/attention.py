@@ -30,12 +30,12 @@ def has_attention(model: torch.nn.Module) -> bool:
     return hasattr(model.fusion, "attention")
 
 
-def attention_examples(pred: VqaPredictions, n: int) -> pd.DataFrame:
+def attention_examples(pred: VqaPredictions, n: int, list_answers: str = "text") -> pd.DataFrame:
     """The headline split's questions to show (pick_examples over them): columns id (the
     question), label (the expected answer), predicted, confidence, correct, kind, `at` (the
     position in `pred`) and image (its store row); a question asked twice of one image, once."""
     part = np.flatnonzero(pred.splits == pred.headline)
-    expected, score = score_rows(pred)
+    expected, score = score_rows(pred, list_answers)
     table = pd.DataFrame({"id": pred.questions[part], "label": np.asarray(expected, dtype=object)[part],
                           "predicted": pred.answers[part], "confidence": pred.confidence[part],
                           "correct": np.asarray(score)[part] >= 1, "at": part, "image": pred.image_rows[part]})
@@ -67,12 +67,13 @@ def overlay(image: np.ndarray, weights: np.ndarray) -> Image.Image:
     return Image.fromarray(beside(shown, np.clip(mask, 0, 1)))
 
 
-def write_attention(model, task, pred: VqaPredictions, normalize, device, out_dir: Path, n: int) -> int:
+def write_attention(model, task, pred: VqaPredictions, normalize, device, out_dir: Path, n: int,
+                    list_answers: str = "text") -> int:
     """PNGs and index.csv (gradcam.INDEX_COLUMNS) under `out_dir`, replaced as a whole; the number
     written. A model without attention writes an empty index."""
     from ...io import atomic_dir
 
-    chosen = attention_examples(pred, n) if has_attention(model) else pd.DataFrame(columns=["at"])
+    chosen = attention_examples(pred, n, list_answers) if has_attention(model) else pd.DataFrame(columns=["at"])
     with atomic_dir(out_dir) as tmp:
         lines = []
         if len(chosen):

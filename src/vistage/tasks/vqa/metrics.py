@@ -31,7 +31,7 @@ import pandas as pd
 
 from ...errors import VistageError
 from ...evaluation import CALIBRATION_BINS, DIGITS, SplitRows
-from .answers import normalize_answer, per_type_accuracy, vqa_accuracy
+from .answers import answer_key, normalize_answer, per_type_accuracy, vqa_accuracy
 from .wups import wups_scores
 
 UNANSWERABLE = "unanswerable"
@@ -76,22 +76,23 @@ class VqaPredictions(SplitRows):
                                "stage") from None
 
 
-def most_common(answers: list[str]) -> str:
-    """The most common normalized answer ("" for none); of equally common ones, the first given."""
-    return Counter(normalize_answer(a) for a in answers).most_common(1)[0][0] if answers else ""
+def most_common(answers: list[str], list_answers: str = "text") -> str:
+    """The most common answer, as `list_answers` reads it (answers.answer_key; "" for none); of
+    equally common ones, the first given."""
+    return Counter(answer_key(a, list_answers) for a in answers).most_common(1)[0][0] if answers else ""
 
 
-def most_common_as_given(answers: list[str]) -> str:
+def most_common_as_given(answers: list[str], list_answers: str = "text") -> str:
     """The most common human answer as a human wrote it (its list commas kept: "book, scissor")."""
-    common = most_common(answers)
-    return next((a for a in answers if normalize_answer(a) == common), "")
+    common = most_common(answers, list_answers)
+    return next((a for a in answers if answer_key(a, list_answers) == common), "")
 
 
-def score_rows(pred: VqaPredictions) -> tuple[list[str], np.ndarray]:
+def score_rows(pred: VqaPredictions, list_answers: str = "text") -> tuple[list[str], np.ndarray]:
     """(expected answer, VQA accuracy of the prediction) per question; NaN when unanswered."""
     human = pred.human_answers()
-    expected = [most_common(a) for a in human]
-    score = np.array([vqa_accuracy(p, a) if a else np.nan for p, a in zip(pred.answers, human)])
+    expected = [most_common(a, list_answers) for a in human]
+    score = np.array([vqa_accuracy(p, a, list_answers) if a else np.nan for p, a in zip(pred.answers, human)])
     return expected, score
 
 
@@ -103,28 +104,30 @@ def _answered(pred: VqaPredictions) -> VqaPredictions:
     return pred.rows(keep)
 
 
-def vqa_metrics(pred: VqaPredictions) -> dict:
-    """The scores of one split's answered questions (module docstring)."""
+def vqa_metrics(pred: VqaPredictions, list_answers: str = "text") -> dict:
+    """The scores of one split's answered questions (module docstring), answers compared as
+    `list_answers` reads them (answers.LIST_ANSWERS)."""
     pred = _answered(pred)
     human = pred.human_answers()
     typed = (pred.answer_types != "").all()
-    scores = per_type_accuracy(list(pred.answers), human, list(pred.answer_types) if typed else None, DIGITS)
-    expected = [most_common(a) for a in human]
-    plain = np.mean([normalize_answer(p) == e for p, e in zip(pred.answers, expected)])
+    scores = per_type_accuracy(list(pred.answers), human, list(pred.answer_types) if typed else None, DIGITS,
+                               list_answers)
+    expected = [most_common(a, list_answers) for a in human]
+    plain = np.mean([answer_key(p, list_answers) == e for p, e in zip(pred.answers, expected)])
     out = {"questions": int(len(pred.index)), "vqa_accuracy": scores["overall"],
            "accuracy": round(float(plain), DIGITS),
-           **wups_scores(list(pred.answers), [most_common_as_given(a) for a in human], DIGITS)}
+           **wups_scores(list(pred.answers), [most_common_as_given(a, list_answers) for a in human], DIGITS)}
     if scores["per_type"]:
         out["per_answer_type"] = scores["per_type"]
     if (pred.answerable != "").all():
-        out["answerability"] = answerability(pred, human)
+        out["answerability"] = answerability(pred, human, list_answers)
     return out
 
 
-def answerability(pred: VqaPredictions, human: list[list[str]]) -> dict:
+def answerability(pred: VqaPredictions, human: list[list[str]], list_answers: str = "text") -> dict:
     truth = pred.answerable == "1"
     said = np.array([normalize_answer(a) != UNANSWERABLE for a in pred.answers])
-    score = np.array([vqa_accuracy(p, a) for p, a in zip(pred.answers, human)])
+    score = np.array([vqa_accuracy(p, a, list_answers) for p, a in zip(pred.answers, human)])
     out = {"accuracy": round(float((said == truth).mean()), DIGITS)}
     for name, part in (("vqa_accuracy_answerable", truth), ("vqa_accuracy_unanswerable", ~truth)):
         if part.any():
@@ -132,18 +135,18 @@ def answerability(pred: VqaPredictions, human: list[list[str]]) -> dict:
     return out
 
 
-def split_metrics(pred: VqaPredictions) -> dict:
+def split_metrics(pred: VqaPredictions, list_answers: str = "text") -> dict:
     """What metrics/eval.json holds: the scores of each split predicted, test first."""
-    return {name: vqa_metrics(pred.of(name)) for name in pred.split_names}
+    return {name: vqa_metrics(pred.of(name), list_answers) for name in pred.split_names}
 
 
-def per_answer_table(pred: VqaPredictions) -> pd.DataFrame:
+def per_answer_table(pred: VqaPredictions, list_answers: str = "text") -> pd.DataFrame:
     """Precision, recall and F1 per expected answer (the most common human answer as the class)."""
     from sklearn.metrics import precision_recall_fscore_support
 
     pred = _answered(pred)
-    expected = [most_common(a) for a in pred.human_answers()]
-    predicted = [normalize_answer(a) for a in pred.answers]
+    expected = [most_common(a, list_answers) for a in pred.human_answers()]
+    predicted = [answer_key(a, list_answers) for a in pred.answers]
     labels = sorted(set(expected))
     precision, recall, f1, support = precision_recall_fscore_support(expected, predicted, labels=labels,
                                                                      zero_division=0)
@@ -151,10 +154,10 @@ def per_answer_table(pred: VqaPredictions) -> pd.DataFrame:
                          "f1": f1.round(4), "support": support})
 
 
-def confusion_rows(pred: VqaPredictions) -> pd.DataFrame:
+def confusion_rows(pred: VqaPredictions, list_answers: str = "text") -> pd.DataFrame:
     pred = _answered(pred)
-    return pd.DataFrame({"actual": [most_common(a) for a in pred.human_answers()],
-                         "predicted": [normalize_answer(a) for a in pred.answers]})
+    return pd.DataFrame({"actual": [most_common(a, list_answers) for a in pred.human_answers()],
+                         "predicted": [answer_key(a, list_answers) for a in pred.answers]})
 
 
 def confusion_pairs(rows: pd.DataFrame) -> pd.DataFrame:
@@ -167,10 +170,11 @@ def confusion_pairs(rows: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def calibration_bins(pred: VqaPredictions, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+def calibration_bins(pred: VqaPredictions, n_bins: int = CALIBRATION_BINS,
+                     list_answers: str = "text") -> pd.DataFrame:
     """Reliability: per non-empty bin of confidence, its mean confidence and mean VQA score."""
     pred = _answered(pred)
-    _, score = score_rows(pred)
+    _, score = score_rows(pred, list_answers)
     confidence = np.clip(pred.confidence.astype(np.float64), 0.0, 1.0)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     which = np.searchsorted(edges[1:-1], confidence)  # (lo, hi] bins
@@ -181,18 +185,19 @@ def calibration_bins(pred: VqaPredictions, n_bins: int = CALIBRATION_BINS) -> pd
                          "count": [int((which == b).sum()) for b in used]})
 
 
-def evaluate(logits: Path, paths) -> list[str]:
+def evaluate(logits: Path, paths, list_answers: str = "text") -> list[str]:
     """The evaluate stage with task: vqa (base.EvaluatePaths): metrics of each split, and the
-    per-answer, confusion and reliability tables of the headline split; a line per split."""
+    per-answer, confusion and reliability tables of the headline split; a line per split.
+    `list_answers` (vqa.list_answers) is how answers are compared."""
     from ...evaluation import check_predictions_task, write_tables
 
     check_predictions_task(logits, "vqa")
     pred = VqaPredictions.load(logits)
-    summary = split_metrics(pred)
+    summary = split_metrics(pred, list_answers)
     headline = pred.of(pred.headline)
-    rows = confusion_rows(headline)
-    tables = [(paths.per_class, per_answer_table(headline)), (paths.confusion, rows),
-              (paths.calibration, calibration_bins(headline))]
+    rows = confusion_rows(headline, list_answers)
+    tables = [(paths.per_class, per_answer_table(headline, list_answers)), (paths.confusion, rows),
+              (paths.calibration, calibration_bins(headline, list_answers=list_answers))]
     if paths.confusion_pairs is not None:
         tables.append((paths.confusion_pairs, confusion_pairs(rows)))
     write_tables(tables, paths.metrics, summary)

@@ -106,19 +106,19 @@ def predict_questions(checkpoint: Path, store_dir: Path, split_path: Path, devic
 
 
 def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | None,
-                  submission_json: Path | None) -> str:
+                  submission_json: Path | None, list_answers: str = "text") -> str:
     """The predictions CSV and the submission (its rows as a CSV and as VizWiz's JSON); what they
-    hold, in words."""
+    hold, in words. Scores compare answers as the checkpoint's `list_answers` reads them."""
     from ...io import atomic_path, write_text
 
     unanswered = pred.of("unlabeled")
     shown = pred.rows(np.isin(pred.splits, (pred.headline, "unlabeled"))) if pred.split_names else unanswered
     with atomic_path(table_path) as tmp:
-        prediction_table(shown).to_csv(tmp, index=False)
+        prediction_table(shown, list_answers).to_csv(tmp, index=False)
     submitted = unanswered if len(unanswered.index) else pred.of(pred.headline)
     if submission is not None:
         with atomic_path(submission) as tmp:
-            prediction_table(submitted).to_csv(tmp, index=False)
+            prediction_table(submitted, list_answers).to_csv(tmp, index=False)
     if submission_json is not None:
         entries = [{"image": image, "answer": answer} for image, answer in zip(submitted.image_ids, submitted.answers)]
         write_text(submission_json, json.dumps(entries, indent=1) + "\n")
@@ -140,8 +140,8 @@ def predict(p, paths) -> str:
     if paths.top_k is not None:
         raise VistageError("predict: --top-k is task: classify's; task: vqa gives one answer per question")
     if paths.input is not None:
-        pred = predict_new_questions(paths.checkpoint, paths.input, paths.images, p)
-        return write_outputs(pred, paths.out, paths.submission, paths.submission_json)
+        pred, list_answers = predict_new_questions(paths.checkpoint, paths.input, paths.images, p)
+        return write_outputs(pred, paths.out, paths.submission, paths.submission_json, list_answers)
     missing = [f"--{name}" for name, value in (("store", paths.store), ("split", paths.split), ("logits", paths.logits))
                if value is None]
     if missing:
@@ -149,12 +149,13 @@ def predict(p, paths) -> str:
     run = Predictor(paths.checkpoint, paths.store, resolve_device(p.device))
     pred = run.predict(paths.split)
     pred.save(paths.logits)
-    done = f"{write_outputs(pred, paths.out, paths.submission, paths.submission_json)}, {paths.logits}"
+    list_answers = run.task.vocab.list_answers
+    done = f"{write_outputs(pred, paths.out, paths.submission, paths.submission_json, list_answers)}, {paths.logits}"
     if paths.gradcam is not None:  # vqa.fusion: san's attention over the image; other fusions: an empty index
         from .attention import has_attention, write_attention
 
         written = write_attention(run.model, run.task, pred, run.normalize, run.device, paths.gradcam,
-                                  p.gradcam_examples)
+                                  p.gradcam_examples, list_answers)
         if has_attention(run.model):
             done += f"; {written} attention overlays -> {paths.gradcam}"
     if paths.cost is not None:
@@ -165,18 +166,20 @@ def predict(p, paths) -> str:
     return done
 
 
-def prediction_table(pred: VqaPredictions) -> pd.DataFrame:
-    expected, score = score_rows(pred)
+def prediction_table(pred: VqaPredictions, list_answers: str = "text") -> pd.DataFrame:
+    expected, score = score_rows(pred, list_answers)
     return pd.DataFrame({"qid": pred.qids, "split": pred.splits, "image": pred.image_ids, "question": pred.questions,
                          "answer": pred.answers, "confidence": pred.confidence.round(5), "expected": expected,
                          "score": np.round(score, 4), "answer_type": pred.answer_types, "image_index": pred.image_rows})
 
 
-def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path | None, p) -> VqaPredictions:
+def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path | None,
+                          p) -> tuple[VqaPredictions, str]:
     """predict --input: questions from a JSON (VizWiz's test file: no answers needed) or CSV file,
     their images in `images` (a folder or archive; default: the file's folder), decoded as the
     checkpoint's store was (its size, data.resize) into a temporary store, then predicted. Bad
-    entries and images follow data.on_bad_image."""
+    entries and images follow data.on_bad_image. Returns the predictions and how the checkpoint
+    reads list answers (its vocabulary's list_answers)."""
     import tempfile
 
     import pandas as pd
@@ -204,4 +207,5 @@ def predict_new_questions(checkpoint: Path, questions_file: Path, images: Path |
         split = pd.DataFrame({"index": questions["index"],
                               "split": ["unlabeled" if a == "" else "test" for a in questions["answers"]]})
         split.to_csv(Path(tmp) / "split.csv", index=False)
-        return predict_questions(checkpoint, store, Path(tmp) / "split.csv", p.device)
+        list_answers = AnswerVocab.from_dict(state["vqa"]["answers"]).list_answers
+        return predict_questions(checkpoint, store, Path(tmp) / "split.csv", p.device), list_answers

@@ -49,7 +49,8 @@ class VqaTraining(TaskTraining):
         self.questions = questions
         self.image_of = questions["image"].to_numpy(np.int64)
         answers = answer_lists(questions)
-        self.vocab = vocab or AnswerVocab.build([answers[i] for i in train_idx], params.vqa.top_answers)
+        self.vocab = vocab or AnswerVocab.build([answers[i] for i in train_idx], params.vqa.top_answers,
+                                                params.vqa.list_answers)
         texts = questions["question"].tolist()
         self.encoding = encoding or QuestionEncoding.fit(params, [texts[i] for i in train_idx])
         self.encoded = self.encoding.encode(texts)  # every question once: dim 0 is the question row
