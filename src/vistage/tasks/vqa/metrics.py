@@ -15,6 +15,9 @@ metrics/eval.json holds, per split (test first, then val):
   answer (predicting "unanswerable" says not answerable), and vqa_accuracy over the answerable
   and over the unanswerable questions.
 
+Answers are compared as `vqa.list_answers` reads them (answers.answer_key): "text", the official
+normalization above; "set", a list answer as its set of items, DAQUAR's accuracy.
+
 The CSVs dvc plots reads keep classification's shape: per answer (the most common human answer
 as the class), confusion rows (expected, predicted) and a reliability diagram (the mean VQA score
 against the top answer's confidence, 15 bins closed on the right).
