@@ -496,7 +496,8 @@ def head_params(args, encoder: str, fusion: str, loss: str, hops: int = 2) -> Pa
         "batch_size": args.batch_size, "label_smoothing": args.label_smoothing, "ema_decay": args.ema,
         "precision": args.precision,
         "vqa": {"question_encoder": encoder, "fusion": fusion, "hidden": args.hidden, "dropout": args.dropout,
-                "embed_dim": args.embed_dim, "loss": loss, "min_word_count": args.min_word_count,
+                "embed_dim": args.embed_dim, "question_layers": args.question_layers, "loss": loss,
+                "min_word_count": args.min_word_count,
                 "attention_hops": hops, "batch_by_image": args.batch_by_image, "heads": args.heads}})
 
 
@@ -539,6 +540,7 @@ def main() -> None:
                     help="vqa.list_answers: train and score list answers as text or as sets of items")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--embed-dim", type=int, default=300)
+    ap.add_argument("--question-layers", type=int, default=1, help="vqa.question_layers: bilstm/transformer layers")
     ap.add_argument("--dropout", type=float, default=0.5)
     ap.add_argument("--min-word-count", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=1000, help="answer vocabulary size")
