@@ -11,7 +11,9 @@ the project), so its features are computed once per image (vistage.tasks.vqa.fea
 a frozen MiniLM's question embeddings likewise once per question (QuestionEncoding.encode). Only the
 heads train: question encoder (bow, bilstm, transformer from scratch; minilm frozen), fusion and MLP,
 exactly the modules `create_vqa_model` builds (vistage.tasks.vqa.model). Score: exact match of the
-normalized answer (the official normalization, vistage.tasks.vqa.answers), DAQUAR's plain accuracy.
+answer as `--list-answers` reads it (vistage.tasks.vqa.answers.answer_key: text, the official
+normalization; set, a list answer as its set of items), and beside it the same predictions with
+lists read as sets, DAQUAR's own accuracy (its calculate_wups.py compares items as sets).
 
     python bench/vqa_daquar.py                      # features, blind baselines, every encoder x fusion
     python bench/vqa_daquar.py --folds 2 --epochs 5 --encoders bow --fusions mul   # a quick look
