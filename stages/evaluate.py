@@ -19,7 +19,8 @@ def evaluate(params: ParamsFile,
                       "rate = count / images of the actual class)")] = None,
              ) -> None:
     """Scores of the test and validation splits, and the per-class, confusion and reliability
-    tables of the test split (validation when there is no test split). task: classify: accuracy,
+    tables of the test split (validation when there is no test split; the training images, as train,
+    when neither: a fit, and it says so). task: classify: accuracy,
     top-5, macro and weighted precision/recall/F1, loss, calibration error; task: vqa: the official
     VQA accuracy, plain accuracy, per answer type and answerability where the data gives them."""
     from vistage.params import load_params

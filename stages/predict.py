@@ -37,10 +37,10 @@ def predict(params: ParamsFile,
                                                    "(model.json beside it), run by onnxruntime")] = None,
             ) -> None:
     """Predictions of the test images or questions (the validation ones when there is no test
-    split) and what evaluate scores; the submission of the unlabeled rows; Grad-CAM overlays of
-    the most confident test mistakes (vqa.fusion: san: its attention over the image); the
-    inference cost on this machine. With --input: new data, decoded and resized as the
-    checkpoint's store was; with --model, by the exported ONNX model."""
+    split, the training ones when neither) and what evaluate scores; the submission of the
+    unlabeled rows; Grad-CAM overlays of the most confident test mistakes (vqa.fusion: san: its
+    attention over the image); the inference cost on this machine. With --input: new data,
+    decoded and resized as the checkpoint's store was; with --model, by the exported ONNX model."""
     from vistage.params import load_params
     from vistage.tasks import PredictPaths, create_task
 

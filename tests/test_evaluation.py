@@ -146,8 +146,12 @@ def test_of_keeps_one_split_and_test_is_the_headline():
     assert both.of("test").index.tolist() == [10, 30] and both.of("val").labels.tolist() == [0, 2]
     only_val = both.of("val")
     assert only_val.split_names == ["val"] and only_val.headline == "val"
-    with pytest.raises(VistageError, match="no test or val predictions"):
-        both.of("train").headline
+    with pytest.raises(VistageError, match="no test, val or train predictions"):
+        both.of("unlabeled").headline
+    fit = predictions(np.log(SOFTMAX_FOUR), [0, 1, 2, 2], splits=["train"] * 4)  # nothing held out
+    assert fit.split_names == ["train"] and fit.headline == "train"
+    mixed = predictions(np.log(SOFTMAX_FOUR), [0, 1, 2, 2], splits=["train", "test", "val", "train"])
+    assert mixed.split_names == ["test", "val"]  # the training rows are scored only when nothing is held out
 
 
 def test_split_metrics_keys_each_split_test_first():
@@ -163,8 +167,10 @@ def test_eval_rows_skips_an_empty_split(tmp_path):
     table = pd.DataFrame({"index": [0, 1, 2, 3, 4], "split": ["train", "test", "unlabeled", "train", "test"]})
     rows = eval_rows(table, tmp_path / "split.csv")
     assert list(rows) == ["test"] and rows["test"].tolist() == [1, 4]  # no val images: no val key
-    with pytest.raises(VistageError, match="no test or val images"):
-        eval_rows(table[table["split"] == "train"], tmp_path / "split.csv")
+    fit = eval_rows(table[table["split"] != "test"], tmp_path / "split.csv")  # nothing held out: the fit
+    assert list(fit) == ["train"] and fit["train"].tolist() == [0, 3]
+    with pytest.raises(VistageError, match="no test, val or train images"):
+        eval_rows(table[table["split"] == "unlabeled"], tmp_path / "split.csv")
 
 
 def test_npz_round_trip(tmp_path):

@@ -168,6 +168,38 @@ def test_predict_evaluate_report_for_vqa(vqa_store, trained, tmp_path):
     assert "Wrong answers" in page and ("most confident" in page or "All " in page)
 
 
+
+def test_a_vqa_run_that_holds_nothing_out_trains_on_every_question_and_scores_its_fit(vqa_store, tmp_path, capsys):
+    """data.val_fraction and data.test_fraction 0: train keeps its last epoch, and predict,
+    evaluate and report score the training questions under that name, saying so."""
+    import pandas as pd
+
+    from stages.evaluate import evaluate
+    from stages.predict import predict
+    from stages.report import report
+    from vistage.tasks.vqa.data import load_questions, vqa_split_table
+    from vistage.training import TrainPaths, train
+
+    split = tmp_path / "split.csv"
+    vqa_split_table(load_questions(vqa_store / "prepared"), 0.0, 0.0, 0).to_csv(split, index=False)
+    p = vqa_params(vqa_store / "raw", epochs=1, data={"val_fraction": 0.0, "test_fraction": 0.0})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False))
+    assert train(p, TrainPaths(vqa_store / "prepared", split, tmp_path / "models", tmp_path / "live"))[
+        "epochs_trained"] == 1
+    predict(params, tmp_path / "models" / "best.pt", tmp_path / "predictions.csv", vqa_store / "prepared", split,
+            tmp_path / "logits.npz")
+    table = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
+    assert set(table["split"]) == {"train"} and len(table) == len(pd.read_csv(split))
+    evaluate(params, tmp_path / "logits.npz", tmp_path / "eval.json", tmp_path / "per_class.csv",
+             tmp_path / "confusion.csv", tmp_path / "calibration.csv")
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert list(metrics) == ["train"] and metrics["train"]["questions"] == len(table)
+    assert capsys.readouterr().out.count("these figures measure fit, not how the model does on new data") == 2
+    report(params, tmp_path / "eval.json", tmp_path / "live", tmp_path / "per_class.csv", tmp_path / "confusion.csv",
+           tmp_path / "predictions.csv", vqa_store / "prepared", tmp_path / "index.html")
+    assert "Metrics on the training images" in (tmp_path / "index.html").read_text()
+
 # -- resume after kill -9 ---------------------------------------------------------------------
 
 VQA_KILL = {"epochs": 3, "max_steps_per_epoch": 4}

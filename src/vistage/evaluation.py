@@ -39,6 +39,25 @@ from .errors import VistageError
 from .io import atomic_path
 
 EVAL_SPLITS = ("test", "val")  # the splits predict keeps, the headline one first
+# a run that holds nothing out (data.val_fraction and data.test_fraction 0: the final model on every
+# image) is scored on its training images, under that name: every stage still runs, and no file
+# calls a fit a test score
+FIT_SPLIT = "train"
+FIT_NOTE = ("no test or val split (data.test_fraction and data.val_fraction are 0): scored on the training "
+            "images, so these figures measure fit, not how the model does on new data")
+
+
+def fit_note(split_names) -> list[str]:
+    """FIT_NOTE, as a line for a stage's summary, when the training images were scored."""
+    return [FIT_NOTE] if FIT_SPLIT in split_names else []
+
+
+def scored_splits(names) -> tuple[str, ...]:
+    """The splits predict scores, of the split names present: test and val, or the training
+    images when neither is there; () when there are none of those either."""
+    present = set(names)
+    held_out = tuple(name for name in EVAL_SPLITS if name in present)
+    return held_out or ((FIT_SPLIT,) if FIT_SPLIT in present else ())
 CALIBRATION_BINS = 15
 TOP_K = 5
 DIGITS = 6  # metrics are rounded to this many decimals
@@ -84,14 +103,15 @@ class SplitRows:
 
     @property
     def split_names(self) -> list[str]:
-        """The splits present, the headline one (test) first."""
-        return [name for name in EVAL_SPLITS if (self.splits == name).any()]
+        """The scored splits present, the headline one (test) first."""
+        return list(scored_splits(np.unique(self.splits)))
 
     @property
     def headline(self) -> str:
-        """The split the user-facing files describe: test, or val when there is no test split."""
+        """The split the user-facing files describe: test, or val when there is no test split
+        (train when neither: FIT_SPLIT)."""
         if not self.split_names:
-            raise VistageError(f"no test or val {self.noun} to evaluate")
+            raise VistageError(f"no test, val or train {self.noun} to evaluate")
         return self.split_names[0]
 
     def rows(self, keep: np.ndarray):
@@ -105,7 +125,7 @@ class SplitRows:
 @dataclass
 class Predictions(SplitRows):
     classes: np.ndarray  # class names, in label order
-    splits: np.ndarray  # split name per row: test or val
+    splits: np.ndarray  # split name per row: test or val (train: FIT_SPLIT)
     index: np.ndarray  # store rows, in the order of the logits
     ids: np.ndarray  # sample ids (file names) of those rows
     labels: np.ndarray  # class index per row, -1 for unlabeled images
@@ -195,12 +215,12 @@ class Predictions(SplitRows):
 
 
 def eval_rows(split: pd.DataFrame, split_path: Path) -> dict[str, np.ndarray]:
-    """The store rows of the test and of the validation images; an empty split is left out."""
-    rows = {name: split.loc[split["split"] == name, "index"].to_numpy() for name in EVAL_SPLITS}
-    rows = {name: idx for name, idx in rows.items() if len(idx)}
-    if not rows:
-        raise VistageError(f"{split_path}: no test or val images to evaluate on")
-    return rows
+    """The store rows of the test and of the validation images (an empty split left out), or of
+    the training images when neither is there (scored_splits)."""
+    names = scored_splits(split["split"])
+    if not names:
+        raise VistageError(f"{split_path}: no test, val or train images to evaluate on")
+    return {name: split.loc[split["split"] == name, "index"].to_numpy() for name in names}
 
 
 def check_classes(checkpoint: Path, trained: list[str], store_dir: Path, data: list[str]) -> None:

@@ -153,16 +153,18 @@ def _temperature(state: dict) -> float:
 
 
 def _test_rows(paths: ExportPaths):
-    """(store, the store rows of the test images or the validation ones without a test split, its name)."""
+    """(store, the store rows of the test images, or of the validation ones without a test split,
+    or of the training ones without either (evaluation.scored_splits), its name)."""
     from .data.split import load_split
     from .data.store import load_store
+    from .evaluation import scored_splits
 
     table = load_split(paths.split)
-    for split in ("test", "val"):
-        rows = table.loc[table["split"] == split, "index"].to_numpy(np.int64)
-        if len(rows):
-            return load_store(paths.store), np.sort(rows), split
-    raise VistageError(f"{paths.split}: no test or val images to check the exported model on")
+    names = scored_splits(table["split"])
+    if not names:
+        raise VistageError(f"{paths.split}: no test, val or train images to check the exported model on")
+    rows = table.loc[table["split"] == names[0], "index"].to_numpy(np.int64)
+    return load_store(paths.store), np.sort(rows), names[0]
 
 
 def _reason(exc: Exception) -> str:

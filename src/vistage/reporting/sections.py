@@ -79,12 +79,23 @@ def metrics_by_split(eval_metrics: dict) -> dict[str, dict]:
     return {name: dict(_flatten(scores)) for name, scores in eval_metrics.items() if isinstance(scores, dict)}
 
 
+def scores_heading(splits: dict) -> tuple[str, list[Text]]:
+    """The metrics section's title, and a note first when the only scores are of the training
+    images: a run that held nothing out (evaluation.FIT_SPLIT)."""
+    if list(splits) != ["train"]:
+        return "Test metrics", []
+    return "Metrics on the training images", [Text(
+        "Nothing was held out (data.test_fraction and data.val_fraction are 0), so every score on this page is "
+        "on the images the model trained on: it measures fit, not how the model does on new images.", note=True)]
+
+
 def metrics_section(params, inputs: ReportInputs) -> Section:
     """One row per metric, one column per split of the metrics file."""
     splits = metrics_by_split(read_json(inputs.metrics))
     names = list(dict.fromkeys(metric for scores in splits.values() for metric in scores))
     rows = [[metric, *(scores.get(metric, "") for scores in splits.values())] for metric in names]
-    return Section("Test metrics", [Table(["metric", *splits], rows)])
+    title, note = scores_heading(splits)
+    return Section(title, [*note, Table(["metric", *splits], rows)])
 
 
 def _per_class_names(per_class: Path) -> list[str] | None:

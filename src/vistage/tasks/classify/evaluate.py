@@ -20,7 +20,7 @@ def evaluate(logits: Path, paths: EvaluatePaths) -> list[str]:
         tables.append((paths.confusion_pairs, evaluation.confusion_pairs(headline)))
     evaluation.write_tables(tables, paths.metrics, summary)
     return [f"{name}, {m['images']} images: accuracy {m['accuracy']:.4f}, macro F1 {m['f1_macro']:.4f}, "
-            f"ECE {m['ece']:.4f}{_calibrated(m)}" for name, m in summary.items()]
+            f"ECE {m['ece']:.4f}{_calibrated(m)}" for name, m in summary.items()] + evaluation.fit_note(summary)
 
 
 def _calibrated(m: dict) -> str:

@@ -45,22 +45,23 @@ def calibration_section(params, inputs: ReportInputs) -> Section | None:
     if not inputs.calibration.is_file():
         return Section("Calibration", [Text(f"No reliability data ({inputs.calibration} not found).", note=True)])
     bins = read_csv(inputs.calibration, ("confidence", "accuracy"))
-    test = metrics_by_split(read_json(inputs.metrics)).get("test", {})
-    text = _ece_text(test) + (
+    splits = metrics_by_split(read_json(inputs.metrics))
+    headline = next(iter(splits), "test")  # the split the calibration table describes
+    text = _ece_text(splits.get(headline, {}), headline) + (
         "Each point is a bin of images by top-1 confidence: below the diagonal the model is over-confident, "
         "above it under-confident.")
     figure = Figure("reliability", "", svg=reliability_chart(bins["confidence"].tolist(), bins["accuracy"].tolist()))
     return Section("Calibration", [figure, Text(text, note=True)])
 
 
-def _ece_text(test: dict) -> str:
-    """The test split's ECE, and with a fitted temperature, the raw softmax's beside it."""
-    ece, raw, temperature = (test.get(k) for k in ("ece", "ece_uncalibrated", "temperature"))
+def _ece_text(scores: dict, split: str) -> str:
+    """The headline split's ECE, and with a fitted temperature, the raw softmax's beside it."""
+    ece, raw, temperature = (scores.get(k) for k in ("ece", "ece_uncalibrated", "temperature"))
     if not isinstance(ece, float):
         return ""
     if not isinstance(temperature, (int, float)) or temperature == 1 or not isinstance(raw, float):
-        return f"Expected calibration error (test): {ece:.4f}. "
-    return (f"Expected calibration error (test): {ece:.4f} with the logits divided by the temperature "
+        return f"Expected calibration error ({split}): {ece:.4f}. "
+    return (f"Expected calibration error ({split}): {ece:.4f} with the logits divided by the temperature "
             f"{temperature:.3g} fitted on the validation split (calibrate: true), {raw:.4f} without. ")
 
 

@@ -192,7 +192,7 @@ def evaluate(logits: Path, paths, list_answers: str = "text") -> list[str]:
     """The evaluate stage with task: vqa (base.EvaluatePaths): metrics of each split, and the
     per-answer, confusion and reliability tables of the headline split; a line per split.
     `list_answers` (vqa.list_answers) is how answers are compared."""
-    from ...evaluation import check_predictions_task, write_tables
+    from ...evaluation import check_predictions_task, fit_note, write_tables
 
     check_predictions_task(logits, "vqa")
     pred = VqaPredictions.load(logits)
@@ -211,4 +211,4 @@ def evaluate(logits: Path, paths, list_answers: str = "text") -> list[str]:
             f" ({m['wups_unavailable']})"
         lines.append(f"{name}, {m['questions']} questions: VQA accuracy {m['vqa_accuracy']:.4f}, "
                      f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}{wups}")
-    return lines
+    return lines + fit_note(summary)

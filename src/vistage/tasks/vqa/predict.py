@@ -21,7 +21,7 @@ import torch
 
 from ...checkpoint import load_checkpoint
 from ...errors import VistageError, require_task
-from ...evaluation import EVAL_SPLITS
+from ...evaluation import fit_note, scored_splits
 from .answers import AnswerVocab
 from .metrics import VqaPredictions, score_rows
 
@@ -71,7 +71,8 @@ class Predictor:
         self.task.store = load_store(store_dir)
 
     def predict(self, split_path: Path, batch_size: int = 256) -> VqaPredictions:
-        """The answers of the split's test, val and unanswered questions."""
+        """The answers of the split's test, val and unanswered questions (its training questions
+        in place of test and val when it holds neither: evaluation.scored_splits)."""
         from ...data.split import load_split
         from ...precision import resolve_precision
         from .stream import answer_questions
@@ -80,9 +81,9 @@ class Predictor:
         if len(split) != len(questions):
             raise VistageError(f"{split_path}: {len(split)} rows but {self.store_dir} has {len(questions)} "
                                "questions; rerun split")
-        wanted = split[split["split"].isin((*EVAL_SPLITS, "unlabeled"))]
+        wanted = split[split["split"].isin((*scored_splits(split["split"]), "unlabeled"))]
         if wanted.empty:
-            raise VistageError(f"{split_path}: no test, val or unanswered questions to predict")
+            raise VistageError(f"{split_path}: no test, val, train or unanswered questions to predict")
         rows = wanted["index"].to_numpy()
         # each image encoded once, in bounded chunks (stream.py); as validated in training: its
         # precision, memory format and test-time views
@@ -124,7 +125,8 @@ def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | Non
         write_text(submission_json, json.dumps(entries, indent=1) + "\n")
     what = "unanswered" if len(unanswered.index) else pred.headline
     written = ", ".join(str(path) for path in (submission, submission_json) if path is not None) or "no submission"
-    return f"{len(shown.index)} questions -> {table_path}; {len(submitted.index)} {what} -> {written}"
+    note = "".join(f"; {line}" for line in fit_note(pred.split_names))
+    return f"{len(shown.index)} questions -> {table_path}; {len(submitted.index)} {what} -> {written}{note}"
 
 
 def predict(p, paths) -> str:

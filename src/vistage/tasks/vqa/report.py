@@ -9,7 +9,7 @@ import numpy as np
 from ...reporting.blocks import Card, Gallery, Section, Table, Text
 from ...reporting.charts import png_bytes
 from ...reporting.sections import (change_section, curves_section, overlay_section, params_section, read_csv,
-                                   read_json, metrics_by_split, store_images, training_section)
+                                   read_json, metrics_by_split, scores_heading, store_images, training_section)
 
 WRONG_ANSWERS = 24
 
@@ -23,7 +23,8 @@ def vqa_metrics_section(params, inputs) -> Section:
         if keys:
             rows = [[k[len(prefix):], *(m.get(k, "") for m in splits.values())] for k in keys]
             blocks += ([Text(title)] if title else []) + [Table([name, *splits], rows)]
-    return Section("Test metrics", blocks)
+    title, note = scores_heading(splits)
+    return Section(title, note + blocks)
 
 
 def wrong_answers_section(params, inputs) -> Section | None:
