@@ -77,6 +77,13 @@ def train_stage(params: Params, params_file: Path, paths: TrainPaths) -> tuple[i
     return 0, ", ".join(f"{k} {v:.4g}" for k, v in result.items()) + _kept_note(result)
 
 
+# without a val split (data.val_fraction: 0 and no predefined one) best.pt, early stopping and
+# plateau follow the training batches' accuracy, and the run says so
+NO_VAL_MONITOR = "train/acc"
+NO_VAL_NOTE = ("no val split: best.pt, early stopping and scheduler: plateau follow train/acc (the accuracy on the "
+               "training batches, as they train) instead of val/acc")
+
+
 def train(params: Params, paths: TrainPaths) -> dict:
     """Train as params.yaml says; return the last epoch's metrics and the best monitored value.
 
@@ -102,6 +109,8 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     c = _build(params, data, device, dist)
     standing = _resume(_in_progress(paths) / "last.pt", params, len(data.val_rows), fingerprint, c)
     monitor = standing.monitor
+    if monitor == NO_VAL_MONITOR:
+        c.say(f"[yellow]{NO_VAL_NOTE}[/]", soft_wrap=True)
     live = _open_live(paths, standing.epoch) if dist.is_main else None
     summary: dict = {}
     wrapped = None
@@ -269,7 +278,7 @@ def _steps_per_epoch(params: Params, n_train: int, drop_last: bool) -> int:
 def _resume(path: Path, params: Params, n_val: int, fingerprint: str, c: Components) -> Standing:
     """Continue from `path` when it is an unfinished run of these params on this data: every
     component and the RNGs as they were after its last epoch. Else a fresh start."""
-    monitor = "val/acc" if n_val else "train/acc"
+    monitor = "val/acc" if n_val else NO_VAL_MONITOR
     state, why_not = resumable(path, params.training_dict(), fingerprint, params.epochs)
     if why_not:
         console.print(f"[yellow]{path}: {why_not}; starting fresh[/]", soft_wrap=True)
