@@ -295,6 +295,16 @@ def test_settings_that_do_nothing_warn_in_one_line(write_params, capsys, overrid
     assert err.count("\n") == 1 and err.startswith("warning: ") and message in err
 
 
+def test_a_solve_only_run_does_not_warn_of_a_schedule_it_never_steps(write_params, capsys):
+    """head: solve with freeze_epochs: 0 is one solve and no optimizer step: epochs: 1 with the
+    default warm-up of 1 epoch is not a mistake there (pets-transfer warned of it)."""
+    from vistage.params import load_params
+
+    load_params(write_params({"epochs": 1, "warmup_epochs": 1.0, "head": "solve", "freeze": "backbone",
+                              "augment": []}))
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("override, words", [
     ({"model": "vit_tiny_patch16_224"}, ["model 'vit_tiny_patch16_224' does not take 8x8 images", "input_size: 224"]),
     ({"model": "inception_v3"}, ["model 'inception_v3' does not take 8x8 images", "input_size: 299"]),

@@ -302,7 +302,8 @@ def contradictions(params: Params, where: str | Path) -> list[str]:
     errors += _head_solve_errors(p)
     if errors:
         raise VistageError(f"{where}: {errors[0]}")
-    if p.scheduler in ("onecycle", "cosine") and p.warmup_epochs >= p.epochs:
+    solve_only = p.head == "solve" and not p.freeze_epochs  # one solve, no optimizer step: no schedule to warn of
+    if p.scheduler in ("onecycle", "cosine") and p.warmup_epochs >= p.epochs and not solve_only:
         warnings.append(f"warmup_epochs: {p.warmup_epochs} is not below epochs: {p.epochs}; "
                         + ("onecycle warms up over half the run instead" if p.scheduler == "onecycle"
                            else "the cosine decay never starts"))

@@ -86,7 +86,7 @@ def scores_heading(splits: dict) -> tuple[str, list[Text]]:
         return "Test metrics", []
     return "Metrics on the training images", [Text(
         "Nothing was held out (data.test_fraction and data.val_fraction are 0), so every score on this page is "
-        "on the images the model trained on: it measures fit, not how the model does on new images.", note=True)]
+        "on the data the model trained on: it measures fit, not how the model does on new data.", note=True)]
 
 
 def metrics_section(params, inputs: ReportInputs) -> Section:

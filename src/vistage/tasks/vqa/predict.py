@@ -125,8 +125,7 @@ def write_outputs(pred: VqaPredictions, table_path: Path, submission: Path | Non
         write_text(submission_json, json.dumps(entries, indent=1) + "\n")
     what = "unanswered" if len(unanswered.index) else pred.headline
     written = ", ".join(str(path) for path in (submission, submission_json) if path is not None) or "no submission"
-    note = "".join(f"; {line}" for line in fit_note(pred.split_names))
-    return f"{len(shown.index)} questions -> {table_path}; {len(submitted.index)} {what} -> {written}{note}"
+    return f"{len(shown.index)} questions -> {table_path}; {len(submitted.index)} {what} -> {written}"
 
 
 def predict(p, paths) -> str:
@@ -165,7 +164,7 @@ def predict(p, paths) -> str:
 
         write_json(paths.cost, {"device": device_name(resolve_device(p.device)), "task": "vqa",
                                 "note": "inference latency is measured for task: classify only"})
-    return done
+    return "; ".join([done, *fit_note(pred.split_names)])
 
 
 def prediction_table(pred: VqaPredictions, list_answers: str = "text") -> pd.DataFrame:
