@@ -46,6 +46,12 @@ FIT_SPLIT = "train"
 FIT_NOTE = ("no test or val split (data.test_fraction and data.val_fraction are 0): scored on the training "
             "images, so these figures measure fit, not how the model does on new data")
 
+CALIBRATION_BINS = 15
+TOP_K = 5
+DIGITS = 6  # metrics are rounded to this many decimals
+_FIELDS = ("classes", "splits", "index", "ids", "labels", "logits")
+_ROW_FIELDS = ("splits", "index", "ids", "labels", "logits")
+
 
 def fit_note(split_names) -> list[str]:
     """FIT_NOTE, as a line for a stage's summary, when the training images were scored."""
@@ -58,11 +64,6 @@ def scored_splits(names) -> tuple[str, ...]:
     present = set(names)
     held_out = tuple(name for name in EVAL_SPLITS if name in present)
     return held_out or ((FIT_SPLIT,) if FIT_SPLIT in present else ())
-CALIBRATION_BINS = 15
-TOP_K = 5
-DIGITS = 6  # metrics are rounded to this many decimals
-_FIELDS = ("classes", "splits", "index", "ids", "labels", "logits")
-_ROW_FIELDS = ("splits", "index", "ids", "labels", "logits")
 
 
 def predictions_task(path: str | Path) -> str:
