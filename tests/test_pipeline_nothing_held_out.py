@@ -25,7 +25,9 @@ def test_a_run_that_holds_nothing_out_runs_every_stage_and_says_it_scored_the_tr
     metrics = json.loads((project / "metrics/eval.json").read_text())
     assert list(metrics) == ["train"] and metrics["train"]["images"] == images
     assert exp.stdout.count("these figures measure fit, not how the model does on new data") == 2  # predict, evaluate
-    assert "no val split: best.pt, early stopping and scheduler: plateau follow train/acc" in " ".join(exp.stderr.split())
+    said = " ".join(exp.stderr.split())
+    assert "no val split: best.pt, early stopping and scheduler: plateau follow train/acc" in said
+    assert "calibrate: true fits no temperature" in said  # the default params calibrate
     assert len(pd.read_csv(project / "reports/predictions.csv")) == images
     assert "Metrics on the training images" in (project / "reports/index.html").read_text()
     assert json.loads((project / "metrics/export.json").read_text())["split"] == "train"

@@ -82,6 +82,8 @@ def train_stage(params: Params, params_file: Path, paths: TrainPaths) -> tuple[i
 NO_VAL_MONITOR = "train/acc"
 NO_VAL_NOTE = ("no val split: best.pt, early stopping and scheduler: plateau follow train/acc (the accuracy on the "
                "training batches, as they train) instead of val/acc")
+NO_VAL_CALIBRATE = ("; calibrate: true fits no temperature (it fits one on the val logits), so predict serves the "
+                    "raw softmax")
 
 
 def train(params: Params, paths: TrainPaths) -> dict:
@@ -110,7 +112,8 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
     standing = _resume(_in_progress(paths) / "last.pt", params, len(data.val_rows), fingerprint, c)
     monitor = standing.monitor
     if monitor == NO_VAL_MONITOR:
-        c.say(f"[yellow]{NO_VAL_NOTE}[/]", soft_wrap=True)
+        fits_nothing = params.calibrate and create_task(params.task).reads("calibrate")
+        c.say(f"[yellow]{NO_VAL_NOTE}{NO_VAL_CALIBRATE * fits_nothing}[/]", soft_wrap=True)
     live = _open_live(paths, standing.epoch) if dist.is_main else None
     summary: dict = {}
     wrapped = None
