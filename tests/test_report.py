@@ -173,6 +173,19 @@ def test_change_against_the_other_task_is_not_comparable(tmp_path):
     assert "✗" not in page + md
 
 
+
+def test_change_of_a_run_that_held_nothing_out_against_a_held_out_baseline_is_not_comparable(tmp_path):
+    """Scores of the training images (split train) have no counterpart in a baseline of test and
+    val: one line saying so, not a table of dashes."""
+    inputs = write_report_inputs(tmp_path / "now", 10, 100)
+    scores = json.loads(inputs.metrics.read_text())
+    inputs.metrics.write_text(json.dumps({"train": scores["test"]}))
+    _commit_as_baseline(tmp_path / "now", inputs, write_report_inputs(tmp_path / "then", 10, 100, seed=1))
+    page, md = _change(tmp_path / "now", inputs)
+    for text in (page, md):
+        assert "Not comparable with HEAD (" in text and "no split in common (train now, test, val then)" in text
+        assert "|" not in text
+
 def test_change_against_the_same_data_set_shows_each_change(tmp_path):
     """The same classes and split sizes, other predictions (another seed): a table of changes."""
     inputs = write_report_inputs(tmp_path / "now", 10, 100)

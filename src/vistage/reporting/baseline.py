@@ -104,14 +104,23 @@ def _other_sizes(now: dict[str, tuple[str, int]], then: dict[str, tuple[str, int
     return f"other split sizes ({'; '.join(changed)})" if changed else None
 
 
+def _no_common_split(now: dict[str, tuple[str, int]], then: dict[str, tuple[str, int]]) -> str | None:
+    """A run that held nothing out scores `train` alone, which a baseline of test and val lacks."""
+    if now and then and not now.keys() & then.keys():
+        return f"no split in common ({', '.join(now)} now, {', '.join(then)} then)"
+    return None
+
+
 def not_comparable(now: dict, classes: list[str] | None, base: Baseline) -> list[str]:
     """Why this run's metrics and the baseline's measure other things: another task (what a split
-    counts), other classes, other split sizes; [] when, as far as the committed files tell, they
-    measure the same. What either side does not have is not compared."""
+    counts), no split in common, other classes, other split sizes; [] when, as far as the committed
+    files tell, they measure the same. What either side does not have is not compared."""
     sizes_now, sizes_then = _split_sizes(now), _split_sizes(base.metrics)
     tasks_now, tasks_then = _tasks(sizes_now), _tasks(sizes_then)
     if tasks_now and tasks_then and tasks_now != tasks_then:
         return [f"another task ({tasks_now} now, {tasks_then} then)"]  # nothing else is alike either
+    if disjoint := _no_common_split(sizes_now, sizes_then):
+        return [disjoint]  # no score has a counterpart
     reasons = [_other_classes(classes, base.classes) if classes and base.classes else None,
                _other_sizes(sizes_now, sizes_then)]
     return [reason for reason in reasons if reason]
