@@ -162,7 +162,6 @@ def test_experiment_reruns_train_and_after_and_compares(reproduced):
     assert "metrics/confusion.csv" in plots.stdout and "metrics/calibration.csv" in plots.stdout
 
 
-
 def _image_folder(root, classes=("a", "b", "c"), per_class=10, seed=0):
     from PIL import Image
 

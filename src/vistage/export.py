@@ -157,14 +157,10 @@ def _test_rows(paths: ExportPaths):
     or of the training ones without either (evaluation.scored_splits), its name)."""
     from .data.split import load_split
     from .data.store import load_store
-    from .evaluation import scored_splits
+    from .evaluation import eval_rows
 
-    table = load_split(paths.split)
-    names = scored_splits(table["split"])
-    if not names:
-        raise VistageError(f"{paths.split}: no test, val or train images to check the exported model on")
-    rows = table.loc[table["split"] == names[0], "index"].to_numpy(np.int64)
-    return load_store(paths.store), np.sort(rows), names[0]
+    name, rows = next(iter(eval_rows(load_split(paths.split), paths.split).items()))  # the headline split
+    return load_store(paths.store), np.sort(rows).astype(np.int64), name
 
 
 def _reason(exc: Exception) -> str:
