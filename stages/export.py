@@ -26,8 +26,10 @@ def export(params: ParamsFile,
     A model a format cannot export is a warning line, recorded in both files."""
     from vistage.export import ExportPaths, export_model
     from vistage.params import load_params
+    from vistage.runtime import use_threads
 
     p = load_params(params, keywords=())
+    use_threads(p.threads)  # with dvc queue start -j N on a CPU: cores / N each
     typer.echo(f"export: {export_model(p, ExportPaths(checkpoint, store, split, out, metrics))}")
 
 

@@ -42,9 +42,11 @@ def predict(params: ParamsFile,
     attention over the image); the inference cost on this machine. With --input: new data,
     decoded and resized as the checkpoint's store was; with --model, by the exported ONNX model."""
     from vistage.params import load_params
+    from vistage.runtime import use_threads
     from vistage.tasks import PredictPaths, create_task
 
     p = load_params(params, keywords=())
+    use_threads(p.threads)  # with dvc queue start -j N on a CPU: cores / N each
     paths = PredictPaths(checkpoint, out, store, split, logits, submission, submission_json, gradcam, cost, input,
                          images, top_k, model)
     paths.check_model()

@@ -18,9 +18,11 @@ def train(params: ParamsFile,
     With `devices: N` (N > 1) in params.yaml it re-runs itself under torchrun on N processes;
     started by torchrun yourself (several nodes), it joins that process group instead."""
     from vistage.params import load_params
+    from vistage.runtime import use_threads
     from vistage.training import TrainPaths, train_stage
 
     p = load_params(params)
+    use_threads(p.threads)  # with dvc queue start -j N on a CPU: cores / N each
     code, summary = train_stage(p, params, TrainPaths(store, split, models, live))
     if summary:
         typer.echo(f"train: {summary}")

@@ -145,6 +145,8 @@ class Params(_Strict):
     max_steps_per_epoch: int = Field(0, ge=0, description="cap the batches per epoch (0: all; for smoke runs)")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to train")
     devices: int = Field(1, ge=1, description="processes for DistributedDataParallel (torchrun); 1: no DDP")
+    threads: int = Field(0, ge=0, description="torch's CPU threads in train, predict and export (0: its default, one "
+                         "per core); with dvc queue start -j N on a CPU, cores / N")
 
     # prediction and error analysis (the predict stage; not part of training)
     # DVC cannot template an empty value into a dependency: data/new is a real, empty folder by default
