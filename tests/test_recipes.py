@@ -271,8 +271,9 @@ LEFTOVERS = {"task": "vqa", "epochs": 3, "max_steps_per_epoch": 2, "seed": 7, "a
 
 def test_leftovers_are_the_settings_off_their_defaults_that_the_recipe_does_not_set(tmp_path):
     params = tmp_path / "params.yaml"
-    # epochs is the recipe's; seed and momentum (a string YAML 1.1 reads, 0.9 to the schema) are at their defaults
-    params.write_text(yaml.safe_dump(merge(BASE, {"epochs": 2, "max_steps_per_epoch": 3, "seed": 42,
+    # epochs is the recipe's; seed and momentum (a string YAML 1.1 reads, 0.9 to the schema) are at their
+    # defaults; threads is how the run uses the machine, not what it computes
+    params.write_text(yaml.safe_dump(merge(BASE, {"epochs": 2, "max_steps_per_epoch": 3, "seed": 42, "threads": 1,
                                                   "momentum": "9e-1", "data": {"val_fraction": 0.3}})))
     assert leftover_settings("easy-vqa", params, RECIPES) == {"max_steps_per_epoch": 3, "data.val_fraction": 0.3}
     assert leftover_settings("easy-vqa", ROOT / "params.yaml", RECIPES) == {}

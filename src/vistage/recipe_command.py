@@ -72,7 +72,8 @@ def _run_dvc(cmd: list[str], queue: bool) -> None:
         raise VistageError("dvc not found: install vistage's dependencies (make repro) or put dvc on PATH")
     code = subprocess.run([dvc, *cmd[1:]]).returncode
     if queue and code == 0:
-        typer.echo("queued: start it with `dvc queue start -j N`, follow with `dvc queue status`", err=True)
+        typer.echo("queued: start it with `dvc queue start -j N` (on a CPU, with threads: CORES/N in params.yaml, "
+                   "or the N runs wait on each other's threads), follow with `dvc queue status`", err=True)
     raise typer.Exit(code)
 
 

@@ -100,14 +100,20 @@ def check_recipe(name: str, params_path: Path = Path("params.yaml"), folder: Pat
     return _unflatten({key: validated[key] for key in flatten(overrides)})
 
 
+# How a run uses the machine, not what it computes: never a leftover, kept as params.yaml holds it
+# (threads: 1 for two experiments at once on 2 cores must not stop, or be reset by, a recipe)
+MACHINE_SETTINGS = frozenset({"threads"})
+
+
 def leftover_settings(name: str, params_path: Path = Path("params.yaml"), folder: Path = RECIPES_DIR) -> dict:
     """The settings of `params_path` that differ from their defaults and that recipe NAME does not
     set, dotted key -> value as the schema reads it: on top of them the recipe would not run as
-    measured."""
+    measured. MACHINE_SETTINGS are not among them."""
     overrides, validated = _validated(name, Path(params_path), folder)
     defaults = default_settings()
     recipe_keys = flatten(overrides)
-    return {key: value for key, value in validated.items() if key not in recipe_keys and value != defaults[key]}
+    return {key: value for key, value in validated.items()
+            if key not in recipe_keys and key not in MACHINE_SETTINGS and value != defaults[key]}
 
 
 def default_settings() -> dict[str, Any]:
