@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def vqa_head(steps: int) -> None:
     import torch
 
-    sys.path.insert(0, str(ROOT / "src"))
     from vistage.tasks.vqa.model import BiLSTM, VqaModel, concat
 
     torch.manual_seed(0)
@@ -60,11 +59,11 @@ def prepared_default(folder: Path) -> None:
 
 
 def train_stage_command(folder: Path, job: int, threads: int) -> list[str]:
+    import yaml
+
     params = folder / f"params-{job}-{threads}.yaml"
-    text = (ROOT / "params.yaml").read_text()
-    params.write_text(text + f"\nthreads: {threads}\n" if "\nthreads:" not in text else
-                      "\n".join(f"threads: {threads}" if line.startswith("threads:") else line
-                                for line in text.splitlines()) + "\n")
+    params.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "params.yaml").read_text()), "threads": threads},
+                                     sort_keys=False))
     out = folder / f"run-{job}-{threads}-{time.monotonic_ns()}"
     return [sys.executable, "stages/train.py", "--params", str(params), "--store", str(folder / "prepared"),
             "--split", str(folder / "split.csv"), "--models", str(out / "models"), "--live", str(out / "live")]
@@ -104,10 +103,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        import torch
+        sys.path.insert(0, str(ROOT / "src"))
+        from vistage.runtime import use_threads
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        use_threads(args.threads)  # what the stages do with params.yaml's threads
         vqa_head(args.steps)
         return
 

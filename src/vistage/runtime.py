@@ -41,8 +41,8 @@ def use_threads(threads: int) -> None:
 
     Why a setting: every process takes every core by default, so N experiments at once on one CPU
     (dvc queue start -j N) run N x cores threads that wait on each other at every parallel region.
-    Measured on 2 cores (bench/parallel_threads.py): two DAQUAR train stages at once trained at
-    about 110 questions/s together against 265 for one alone."""
+    Seen on 2 cores: two DAQUAR train stages at once trained at about 110 questions/s together,
+    against 265 for one alone; bench/parallel_threads.py measures it."""
     if threads:
         torch.set_num_threads(threads)
 
