@@ -1,8 +1,9 @@
 """Transfer on cached frozen features against a linear probe, on the same images and splits.
 
 Linear probe: scikit-learn's LogisticRegression on the frozen backbone's features (the pooled
-pre-logits of tf_efficientnet_lite0 with its packaged ImageNet weights), C chosen on the val
-split from the same grid as `head: solve` (head_solve.C_GRID). vistage: the train stage's loop
+pre-logits of tf_efficientnet_lite0 with its packaged ImageNet weights) of the photos stored at
+224 px, as issue 18's probe saw them (`--probe-size`; 0: at `--size`, the features the recipe
+reads), C chosen on the val split from the same grid as `head: solve` (head_solve.C_GRID). vistage: the train stage's loop
 with recipes/pets-transfer.yaml's params (its data block aside), each `--setup` a variant of them;
 its best-by-val checkpoint scored on the test split as the predict stage scores it. By default on
 5 stratified folds, each the test split once and the next one validation, so every image is scored
@@ -13,12 +14,13 @@ Data (`--data`): `pets` (../shared/datasets/oxford-pets-sample.tar, 370 photos o
 over its sorted WordNet ids, all 50 images of each, 64x64; read through a CSV as
 recipes/tiny_imagenet_csv.py writes it), or the path of any folder or archive of <class>/<image>.
 
-    python bench/transfer.py [--data pets|tiny|PATH] [--size 224] [--resize crop|pad|squash]
+    python bench/transfer.py [--data pets|tiny|PATH] [--size 224] [--probe-size 224|0] [--resize crop|pad|squash]
         [--folds 5] [--max-folds 3 | --fold 1 --fold 2] [-S key=value ...] [--setup "key=value key=value" ...]
         [--probe-only] [--json results.json]
 
 Prints, per fold and pooled over every test image: test accuracy and expected calibration error
-(15 bins, evaluate's) of the probe and of each setup, the C each chose, which checkpoint each run
+(15 bins, evaluate's) of the probe (and the test accuracy of the probe refit on train + val at its
+C, the counterpart of head_refit: true) and of each setup, the C each chose, which checkpoint each run
 kept, and its time split into feature extraction, head solve and the rest of the run (fine-tuning
 with its validation, plus building the model and writing checkpoints).
 """
@@ -123,8 +125,12 @@ def linear_probe(cache, labels: np.ndarray, table, classes: list[str]) -> dict:
         best = max(best, (clf.score(feats["val"], ys["val"]), c, clf), key=lambda t: t[0])
     clf = best[2]
     logits = np.log(np.clip(clf.predict_proba(feats["test"]), 1e-300, None))
+    # the same C refit on train + val (LogisticRegressionCV's refit), beside head_refit: true
+    refit = LogisticRegression(C=best[1], max_iter=3000).fit(np.concatenate([feats["train"], feats["val"]]),
+                                                             np.concatenate([ys["train"], ys["val"]]))
     return {"test_acc": clf.score(feats["test"], ys["test"]), "val_acc": best[0], "C": best[1],
-            "ece": ece(logits, ys["test"], rows["test"], classes), "seconds": time.perf_counter() - started}
+            "ece": ece(logits, ys["test"], rows["test"], classes), "seconds": time.perf_counter() - started,
+            "refit_test_acc": refit.score(feats["test"], ys["test"])}
 
 
 def ece(logits: np.ndarray, labels: np.ndarray, rows: np.ndarray, classes: list[str]) -> float:
@@ -160,6 +166,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="pets", help="pets, tiny, or a folder or archive of <class>/<image>")
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--probe-size", type=int, default=224,
+                    help="the probe's store side: 224, the issue's probe (lite0's training size), whatever --size "
+                         "the recipe is scored at (the same images and folds); 0: at --size, the same features")
     ap.add_argument("--resize", default="crop", choices=("crop", "pad", "squash"), help="data.resize of the store")
     ap.add_argument("--classes", type=int, default=50, help="tiny: how many of its 200 classes")
     ap.add_argument("--folds", type=int, default=5, help="stratified folds, each the test split once (1: one split)")
@@ -185,9 +194,15 @@ def main() -> None:
     folds = []
     with tempfile.TemporaryDirectory() as tmp:
         store = prepare(args.data, args.size, args.resize, args.classes, Path(tmp))
+        probe_store = store
+        if args.probe_size and args.probe_size != args.size:  # the same images in the same order: the same folds
+            probe_store = prepare(args.data, args.probe_size, args.resize, args.classes, Path(tmp) / "probe")
+            if not probe_store.samples["label"].equals(store.samples["label"]):
+                sys.exit(f"the {args.probe_size} px store holds other images than the {args.size} px one")
         started = time.perf_counter()
-        cache = probe_features(store, Params.model_validate({**RECIPE, **overrides, "device": "cpu"}))
-        print(f"  probe features of {len(cache.rows)} images: {time.perf_counter() - started:.0f}s", flush=True)
+        cache = probe_features(probe_store, Params.model_validate({**RECIPE, **overrides, "device": "cpu"}))
+        print(f"  probe features of {len(cache.rows)} images at {probe_store.images.shape[1]} px: "
+              f"{time.perf_counter() - started:.0f}s", flush=True)
         labels = store.samples["label"].to_numpy()
         tables = fold_tables(store, args.folds, args.val, args.test)
         for k, table in enumerate(tables[:args.max_folds or None]):
@@ -196,7 +211,7 @@ def main() -> None:
             n_test = int((table["split"] == "test").sum())
             probe = linear_probe(cache, labels, table, store.classes)
             print(f"  fold {k}: {n_test} test images: probe {probe['test_acc']:.4f} (C={probe['C']:.3g}, "
-                  f"ECE {probe['ece']:.3f})", flush=True)
+                  f"ECE {probe['ece']:.3f}; refit on train + val {probe['refit_test_acc']:.4f})", flush=True)
             runs = []
             for i, p in enumerate(params):
                 work = Path(tmp) / f"fold{k}-setup{i}"
@@ -208,7 +223,8 @@ def main() -> None:
     summary(args, store, folds, overrides, setups)
     if args.json:
         args.json.write_text(json.dumps({"data": args.data, "size": args.size, "resize": args.resize,
-                                         "overrides": overrides, "setups": setups, "folds": folds}, indent=1))
+                                         "probe_size": args.probe_size or args.size, "overrides": overrides,
+                                         "setups": setups, "folds": folds}, indent=1))
 
 
 def line(run: dict) -> str:
@@ -228,15 +244,18 @@ def summary(args, store, folds: list, overrides: dict, setups: list) -> None:
 
     print(f"{args.data}: {len(store.samples)} images, {len(store.classes)} classes, {args.size} px, "
           f"resize {args.resize}, {len(folds)} fold(s), {n} test images scored")
-    print(f"  linear probe (LogisticRegression, C on val)  test {pooled(lambda f: f['probe']['test_acc']):.4f}  "
+    print(f"  linear probe (LogisticRegression, C on val; {args.probe_size or args.size} px)  "
+          f"test {pooled(lambda f: f['probe']['test_acc']):.4f}  "
           f"ECE {pooled(lambda f: f['probe']['ece']):.3f}  {sum(f['probe']['seconds'] for f in folds):.0f}s fits")
+    print(f"  the probe refit on train + val at its C  test {pooled(lambda f: f['probe']['refit_test_acc']):.4f}")
     for i, setup in enumerate(setups):
         runs = [f["setups"][i] for f in folds]
         # evaluate rounds its scores to 6 digits
         at_least = sum(r["test_acc"] >= f["probe"]["test_acc"] - 1e-6 for r, f in zip(runs, folds))
+        at_least_refit = sum(r["test_acc"] >= f["probe"]["refit_test_acc"] - 1e-6 for r, f in zip(runs, folds))
         print(f"  setup {i} {setup or '(the recipe)'}: test {pooled(lambda f: f['setups'][i]['test_acc']):.4f}  "
               f"ECE {pooled(lambda f: f['setups'][i]['ece']):.3f}  at least the probe's on {at_least}/{len(folds)} "
-              f"folds; features {sum(r['features_s'] for r in runs):.0f}s, "
+              f"folds ({at_least_refit} the refit probe's); features {sum(r['features_s'] for r in runs):.0f}s, "
               f"solve {sum(r['solve_s'] for r in runs):.1f}s, rest {sum(r['rest_s'] for r in runs):.0f}s")
     print("  params: " + " ".join(f"{k}={v}" for k, v in {**RECIPE, **overrides}.items()))
 

@@ -2,13 +2,14 @@
 run of the engine with it."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.nn import functional as F
 
 from vistage.checkpoint import load_checkpoint
 from vistage.errors import VistageError
-from vistage.head_solve import HeadData, fit, solve_head
+from vistage.head_solve import HeadData, fit, refit_head, solve_head
 from vistage.params import load_params
 from vistage.training import _kept_note, train
 
@@ -85,6 +86,35 @@ def test_head_solve_without_a_feature_cache_is_one_line_error(tmp_path, text, wh
     assert "\n" not in str(exc.value) and "head: solve" in str(exc.value)
 
 
+@pytest.mark.parametrize("text, why", [
+    ("head_refit: true\n", "head_refit: true refits the head that head: solve solved, and head is train"),
+    ("head: solve\nhead_refit: true\nfreeze: backbone\naugment: []\nfreeze_epochs: 1\nepochs: 3\n",
+     r"could not be judged on val: set head_refit: false to fine-tune"),
+])
+def test_head_refit_without_a_solve_to_refit_is_one_line_error(tmp_path, text, why):
+    with pytest.raises(VistageError, match=why) as exc:
+        load_params(_params_file(tmp_path, text))
+    assert "\n" not in str(exc.value)
+
+
+def test_refit_solves_the_head_again_on_train_and_val_at_the_chosen_c():
+    x, y = _blobs(120, 1, spread=2.0)
+    xv, yv = _blobs(60, 2, spread=2.0)
+    head = torch.nn.Linear(32, 4)
+    solved = solve_head(head, HeadData(x, y, [xv], yv))
+    before = head.weight.detach().clone()
+    both = HeadData(torch.cat([x, xv]), torch.cat([y, yv]), [xv], yv)
+    refit = refit_head(head, both, solved.c)
+    assert refit.c == solved.c and refit.vectors == 180
+    assert not torch.allclose(head.weight, before, atol=1e-3)  # 60 more images move it
+    # the minimum of the same objective on the 180 images: a solve from zeros lands where the warm start did
+    cold = torch.nn.Linear(32, 4)
+    with torch.no_grad():
+        cold.weight.zero_(), cold.bias.zero_()
+    assert fit(cold, both.train_x, both.train_y, solved.c) == pytest.approx(
+        fit(head, both.train_x, both.train_y, solved.c), rel=1e-4)
+
+
 def test_head_solve_with_task_vqa_is_refused(tmp_path):
     text = "task: vqa\nhead: solve\nfreeze: backbone\naugment: []\nepochs: 1\n"
     with pytest.raises(VistageError, match="head: 'solve' is not read with task: vqa"):
@@ -137,3 +167,33 @@ def test_a_resumed_run_keeps_the_solved_heads_record(digits_store, tmp_path, mon
     resumed = train(params, paths)
     assert resumed["epochs_trained"] == 2 and resumed["head_C"] > 0 and resumed["best_epoch"] == 1
     assert "best.pt: the solved head" in _kept_note(resumed)
+
+
+def test_a_refit_head_keeps_its_held_out_val_scores_and_predict_scores_test_only(digits_store, tmp_path):
+    from vistage.data.store import load_store
+    from vistage.evaluation import predict_splits
+    from vistage.inference import TrainedModel
+
+    runs = {}
+    for refit in (False, True):
+        params = tiny_params(freeze="backbone", head="solve", head_refit=refit, augment=[], epochs=1)
+        runs[refit] = (train(params, train_paths(digits_store, tmp_path / str(refit))), tmp_path / str(refit))
+    (plain, _), (refit, out) = runs[False], runs[True]
+    # val chose C and scored the head before the refit: the same C and val figures as without it
+    assert refit["head_C"] == plain["head_C"] and refit["best_val_acc"] == pytest.approx(plain["best_val_acc"])
+    split = pd.read_csv(digits_store / "split.csv")
+    assert refit["head_refit_vectors"] == (split["split"].isin(["train", "val"])).sum()
+    assert "refit on train + val (head_refit)" in _kept_note(refit)
+    weights = [load_checkpoint(o / "models" / "best.pt")["model"] for _, o in runs.values()]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # the refit head
+    # best.pt has seen val: predict scores the test split alone
+    checkpoint = out / "models" / "best.pt"
+    pred = predict_splits(TrainedModel(checkpoint, torch.device("cpu")), load_store(digits_store / "prepared"),
+                          digits_store / "split.csv", checkpoint, digits_store / "prepared")
+    assert list(pred.split_names) == ["test"]
+    # and without a test split, what it scores is a fit (the training images, val among them), named so
+    no_test = split.assign(split=split["split"].replace("test", "train"))
+    no_test.to_csv(tmp_path / "no-test.csv", index=False)
+    pred = predict_splits(TrainedModel(checkpoint, torch.device("cpu")), load_store(digits_store / "prepared"),
+                          tmp_path / "no-test.csv", checkpoint, digits_store / "prepared")
+    assert list(pred.split_names) == ["train"] and len(pred.index) == len(split)

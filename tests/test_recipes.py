@@ -61,7 +61,7 @@ DEFINING["r1-vqa"] = {"task": "vqa", "vqa.source": "json", "model": "resnet50", 
 DEFINING["r2-vqa"] = {"task": "vqa", "vqa.source": "json", "pretrained": True, "vqa.question_encoder": "minilm",
                       "vqa.loss": "soft_bce"}
 DEFINING["pets-transfer"] = {"model": "tf_efficientnet_lite0", "pretrained": True, "freeze": "backbone",
-                             "head": "solve", "augment": ["flip"], "tta": ["flip"],
+                             "head": "solve", "head_refit": True, "augment": ["flip"], "tta": ["flip"],
                              "data.path": "../shared/datasets/oxford-pets-sample.tar"}
 DEFINING["daquar"] = {"task": "vqa", "vqa.source": "csv", "data.path": "../shared/datasets/daquar-train.tar",
                       "pretrained": True, "freeze": "backbone", "freeze_epochs": 0, "augment": [],

@@ -25,7 +25,7 @@ SET = {
     "data.csv_split_column": "part", "data.csv_group_column": "group", "loss": "focal", "mix_alpha": 0.4,
     "data_on_device": True, "predict_top_k": 3, "gradcam_examples": 2, "gradcam_layer": "layer4", "cost_repeats": 5,
     "calibrate": False, "export": ["onnx"],
-    "vqa.": ("vqa.fusion", "concat"), "head": "solve", "feature_norm": "power",
+    "vqa.": ("vqa.fusion", "concat"), "head": "solve", "head_refit": True, "feature_norm": "power",
 }
 # settings a task reads that cannot work together (task, {key: value}, level, words of the message)
 CONTRADICTIONS = [

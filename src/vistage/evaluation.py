@@ -43,8 +43,12 @@ EVAL_SPLITS = ("test", "val")  # the splits predict keeps, the headline one firs
 # image) is scored on its training images, under that name: every stage still runs, and no file
 # calls a fit a test score
 FIT_SPLIT = "train"
-FIT_NOTE = ("no test or val split (data.test_fraction and data.val_fraction are 0): scored on the training "
-            "images, so these figures measure fit, not how the model does on new data")
+FIT_NOTE = ("nothing held out (no test split, and no val split or one the model trained on: data.test_fraction 0, "
+            "and data.val_fraction 0 or head_refit: true): scored on the training images, so these figures "
+            "measure fit, not how the model does on new data")
+
+# head_refit: true solves best.pt's head on the val images too, so they are not scored as held out
+REFIT_NOTE = "val not scored: best.pt's head was refit on it (head_refit: true)"
 
 CALIBRATION_BINS = 15
 TOP_K = 5
@@ -240,13 +244,17 @@ def check_classes(checkpoint: Path, trained: list[str], store_dir: Path, data: l
 
 
 def predict_splits(trained, store, split_path: Path, checkpoint: Path, store_dir: Path) -> Predictions:
-    """Run a TrainedModel once over every test and validation image of a loaded store."""
+    """Run a TrainedModel once over every test and validation image of a loaded store (test only,
+    when its head was refit on val: head_refit)."""
     from .data.split import load_split
     from .new_images import logits_with_progress
 
     check_classes(checkpoint, trained.classes, store_dir, store.classes)
+    split = load_split(split_path)
+    if trained.params.get("head_refit"):  # its head was solved on the val images too: they are training images
+        split = split.assign(split=split["split"].replace("val", FIT_SPLIT))
     logits, rows, splits = [], [], []
-    for name, idx in eval_rows(load_split(split_path), split_path).items():
+    for name, idx in eval_rows(split, split_path).items():
         split_logits, split_rows = logits_with_progress(trained, store.images, idx, f"{len(idx)} {name} images")
         logits.append(split_logits.numpy().astype(np.float32))
         rows.append(split_rows)

@@ -23,6 +23,13 @@ so in exact arithmetic the result would be its optimum whatever the start; in fl
 by enough that two random starts moved one pets test image of 74 (even float64 with a 1e-9
 gradient tolerance, 5-25x slower, had not converged). So the solve starts from zero weights, as
 scikit-learn does: the solved head is a function of the features alone, the same for every seed.
+
+`head_refit: true` then solves the head once more at the chosen C on the training and validation
+images together (from the solved head: a warm start), as LogisticRegressionCV refits on all its
+folds: the validation images chose C, and then train the head too. On 50 Tiny ImageNet classes
+(40 images a class instead of 30) that scored 76.1% against 75.5% over 5 folds' 2,500 test images,
+ahead on 4 folds of 5; on the pets sample (8 photos a breed instead of 6) the same 90.8%
+(recipes/README.md). The val scores of the run are the head's before the refit, when val was held out.
 """
 
 import time
@@ -101,6 +108,30 @@ def fit(head: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float, max_iter: i
     with torch.enable_grad():
         opt.step(closure)
         return closure().detach().item()
+
+
+@dataclass
+class Refit:
+    c: float
+    vectors: int  # the feature vectors it was solved on (every cached view of the train and val images)
+    train_acc: float  # on those
+    seconds: float
+
+    def line(self) -> str:
+        return (f"head refit on the train and val images (head_refit): C={self.c:.3g}, {self.vectors} feature "
+                f"vectors, {self.seconds:.1f}s, their acc {self.train_acc:.4f}; best.pt has seen val")
+
+
+def refit_head(head: nn.Module, data: HeadData, c: float) -> Refit:
+    """Solve `head` (solved at C on the training images) once more at the same C on `data`'s
+    training vectors, which hold the validation images' too (module docstring)."""
+    started = time.perf_counter()
+    was_training = head.training
+    head.eval()
+    fit(head, data.train_x, data.train_y, c)
+    train_acc, _ = scores(head, [data.train_x], data.train_y)
+    head.train(was_training)
+    return Refit(c, len(data.train_y), train_acc, time.perf_counter() - started)
 
 
 @torch.no_grad()

@@ -114,6 +114,9 @@ class Params(_Strict):
                             "square root, then the vector L2-normalized to unit RMS")
     head: str = Field("train", description="head keyword (`vistage list heads`): train the classifier by epochs, "
                                            "or solve it on the frozen backbone's cached features")
+    head_refit: bool = Field(False, description="head: solve: once its L2 strength is chosen on val, solve the head "
+                                                "again on the training and val images (LogisticRegressionCV's "
+                                                "refit); best.pt has then seen val, so predict scores test only")
     # optimisation
     epochs: int = Field(15, ge=1, description="number of training epochs")
     batch_size: int = Field(64, ge=1, description="images per optimisation step (over all devices)")
@@ -327,6 +330,9 @@ def contradictions(params: Params, where: str | Path) -> list[str]:
 def _head_solve_errors(p: Params) -> list[str]:
     """head: solve fits the classifier on cached features of a frozen backbone in one pass (the
     first epoch): anything that prevents the cache, or frozen epochs after the solve, is a mistake."""
+    if p.head_refit and p.head != "solve" and create_task(p.task).reads("head"):
+        return [f"head_refit: true refits the head that head: solve solved, and head is {p.head}: set head: solve, "
+                "or head_refit: false"]
     if p.head != "solve" or not create_task(p.task).reads("head"):  # a task that has no such head refuses it
         return []
     from .feature_cache import CACHEABLE_AUGMENT  # imports torch: only with head: solve, whose stage trains
@@ -345,6 +351,10 @@ def _head_solve_errors(p: Params) -> list[str]:
         return [f"head: solve makes the frozen stage one epoch (the solve), so freeze_epochs: {p.freeze_epochs} "
                 f"with epochs: {p.epochs} would repeat it: set freeze_epochs: 1 to fine-tune after it, or "
                 "freeze_epochs: 0 with epochs: 1 for a linear probe"]
+    if p.head_refit and p.freeze_epochs:
+        return ["head_refit: true trains the head on the val images too, so the fine-tuning after the solve "
+                "(freeze_epochs: 1) could not be judged on val: set head_refit: false to fine-tune, or "
+                "freeze_epochs: 0 with epochs: 1"]
     return []
 
 

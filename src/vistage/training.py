@@ -128,6 +128,8 @@ def _train(params: Params, paths: TrainPaths, device: torch.device, dist: distri
                 train_metrics, throughput = _train_epoch(epoch, params, data, c, wrapped, progress)
             # the solved head is always validated: its val score is what fine-tuning has to beat
             validated = _validate(params, data, c) if _validates(params, epoch) or solving else {}
+            if solving and params.head_refit:  # after validation, which scored the head that chose C, held out
+                standing.head.update(_refit_head(params, data, c, wrapped, standing.head))
             _check_finite({**train_metrics, **validated}, epoch, params)
             metrics = {**train_metrics, **validated, "lr": c.schedule.lr, "throughput": throughput}
             c.schedule.step_epoch(metrics.get(monitor))
@@ -468,6 +470,18 @@ def _solve_head(solver: Callable, params: Params, data: TaskTraining, c: Compone
     return record, metrics, len(head_data.train_y) / solved.seconds
 
 
+def _refit_head(params: Params, data: TaskTraining, c: Components, wrapped: _Wrapped, solved: dict) -> dict:
+    """head_refit: the solved head solved again at its C on the train and val images' features;
+    the additions to its record (`solved`)."""
+    from .head_solve import refit_head
+
+    refit = refit_head(wrapped.module, data.head_data(params, with_val=True), solved["head_C"])
+    if c.ema is not None:
+        c.ema.module.load_state_dict(c.model.state_dict())
+    c.say(refit.line(), soft_wrap=True)
+    return {"head_refit_vectors": refit.vectors, "head_solve_s": solved["head_solve_s"] + refit.seconds}
+
+
 def _kept_note(result: dict) -> str:
     """head: solve: which model best.pt holds, the solved head or a fine-tuned epoch, and why."""
     if "head_C" not in result:
@@ -478,6 +492,8 @@ def _kept_note(result: dict) -> str:
                 f"above {solved}")
     if result["epochs_trained"] > 1:
         return f"; best.pt: the solved head: fine-tuning did not beat {solved}"
+    if "head_refit_vectors" in result:
+        return f"; best.pt: the solved head refit on train + val (head_refit), {solved} before the refit"
     return f"; best.pt: the solved head, {solved}"
 
 

@@ -173,9 +173,10 @@ class TaskTraining:
         features are cached; None: train c.model (the cache, if any, is released when thawed)."""
         return None
 
-    def head_data(self, params):
+    def head_data(self, params, with_val: bool = False):
         """head: solve: the cached features and labels the classifier is solved on
-        (head_solve.HeadData); None when this task caches none."""
+        (head_solve.HeadData; `with_val`: the validation images' among them, for head_refit); None
+        when this task caches none."""
         return None
 
     def epoch_batches(self, params, generator, drop_last: bool, rank: int, world: int) -> list:

@@ -42,7 +42,7 @@ def _predict_store(p, trained, paths: PredictPaths, top_k: int) -> list[str]:
     """Everything that can fail on the user's input (predict_input, its images, gradcam_layer,
     the classes) fails before the first output is written."""
     from ...data.store import load_store
-    from ...evaluation import fit_note, predict_splits
+    from ...evaluation import REFIT_NOTE, fit_note, predict_splits
 
     if paths.submission is not None and not Path(p.predict_input).exists():
         raise VistageError(f"predict_input: {p.predict_input} does not exist")
@@ -60,6 +60,8 @@ def _predict_store(p, trained, paths: PredictPaths, top_k: int) -> list[str]:
     pred.save(paths.logits)
     counts = ", ".join(f"{len(pred.of(name).index)} {name}" for name in pred.split_names)
     done = [f"{counts} images -> {paths.out} ({pred.headline}), {paths.logits}", *fit_note(pred.split_names)]
+    if trained.params.get("head_refit"):
+        done.insert(1, REFIT_NOTE)
     if unlabeled is not None:
         with atomic_path(paths.submission) as tmp:
             unlabeled.to_csv(tmp, index=False)

@@ -74,12 +74,14 @@ class ClassifyTraining(TaskTraining):
               f"{cache.seconds:.1f}s; the classifier trains on them", soft_wrap=True)
         return cache
 
-    def head_data(self, params):
+    def head_data(self, params, with_val: bool = False):
         if self.features is None:
             return None
         from ...head_solve import HeadData
 
         cache, train, val = self.features, np.sort(self.train_rows), np.sort(self.val_rows)
+        if with_val:
+            train = np.sort(np.concatenate([train, val]))
         views = [cache.features] + ([cache.flipped] if cache.flipped is not None else [])
         device = cache.features.device
         # the solve trains on every cached view; it scores val on the views validate() averages

@@ -35,6 +35,7 @@ class VqaTask(Task):
         "data.csv_group_column": ("warning", "questions are grouped by image"),
         "loss": ("warning", "its loss is vqa.loss"),
         "head": ("error", "its head is the fusion and MLP, trained by epochs"),
+        "head_refit": ("error", "its head is the fusion and MLP, trained by epochs (head: solve is classify's)"),
         "feature_norm": ("error", "the image vector feeds the fusion as it is (normalizing it lost 0.4-1.5 points "
                                   "on DAQUAR: recipes/README.md)"),
         "mix_alpha": ("warning", "mixing is refused with task: vqa"),
