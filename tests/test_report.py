@@ -47,6 +47,22 @@ def test_small_report_has_every_section_in_html_and_markdown(tmp_path):
     assert linked == written and len(written) == 4 + 24 + 12  # 4 charts, 24 mistakes, 12 Grad-CAM
 
 
+def test_a_one_epoch_curve_is_a_dot_and_a_refit_head_says_what_its_val_figures_are(tmp_path):
+    from vistage.reporting.charts import line_chart
+
+    # a polyline of one point draws nothing: a one-epoch run (head: solve) showed empty charts
+    assert "<circle" in line_chart("loss", {"train": ([1], [0.5])})
+    assert "<circle" not in line_chart("loss", {"train": ([1, 2], [0.5, 0.4])})
+    inputs = write_report_inputs(tmp_path, n_classes=10, n_test=100)
+    reports = tmp_path / "reports"
+    for params in (Params(), Params(head_refit=True)):
+        write_report(build_report(params, inputs, CLASSIFY), reports / "index.html", reports / "report.md",
+                     reports / "report_files")
+        said = "before its refit on the train and val images" in _section((reports / "index.html").read_text(),
+                                                                           "Last training epoch")
+        assert said == params.head_refit
+
+
 def test_the_page_loads_nothing_from_elsewhere(tmp_path):
     page, _, _ = _write(tmp_path, write_report_inputs(tmp_path, n_classes=10, n_test=300))
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)

@@ -59,7 +59,7 @@ def line_chart(title: str, series: Series, width: int = 350, height: int = 240, 
         dash = ' stroke-dasharray="5,4"' if name in dashed else ""
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="'
                      + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
-        if markers and name not in dashed:
+        if (markers or len(pts) == 1) and name not in dashed:  # one point (one epoch) is no line: a dot
             parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"/>' for a, b in pts]
         if legend_left:  # inside the plot, top left
             parts.append(f'<text x="{left + 5}" y="{top + 14 + 13 * i}" fill="{color}">{html_text(name)}</text>')
