@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from vistage.params import Params  # noqa: E402
-from vistage.tasks.vqa.answers import LIST_ANSWERS, AnswerVocab, answer_key  # noqa: E402
+from vistage.tasks.vqa.answers import LIST_ANSWERS, AnswerVocab, answer_key, split_list_answer  # noqa: E402
 from vistage.tasks.vqa.features import backbone_features  # noqa: E402
 from vistage.tasks.vqa.losses import vqa_loss  # noqa: E402
 from vistage.tasks.vqa.losses import EachHead  # noqa: E402
@@ -382,13 +382,15 @@ def predict(model: VqaModel, encoded: dict, image_feats: torch.Tensor, image_of:
 
 def run_config(params: Params, questions: list[str], raw_answers: list[str], image_feats: torch.Tensor,
                image_of: np.ndarray, folds: list[np.ndarray], top_k: int, ensemble: int = 1,
-               views: torch.Tensor | None = None) -> tuple[list[float], list[float], float]:
+               views: torch.Tensor | None = None) -> tuple[list[float], list[float], list[float], float]:
     """Per-fold exact-match accuracy on the unseen images (answers as LIST_ANSWERS reads them),
-    the same scored as DAQUAR's script does (list answers as sets of items), and the total train
-    seconds (`ensemble`: that many heads per fold, of different seeds, voting by their mean answer
+    the same scored as DAQUAR's script does (list answers as sets of items), that on the questions
+    whose answer is one item (the "single answer" part DAQUAR's published figures score), and the
+    total train seconds (`ensemble`: that many heads per fold, of different seeds, voting by their mean answer
     probabilities)."""
     answers = [answer_key(a, LIST_ANSWERS_MODE) for a in raw_answers]
-    accs, set_accs, seconds = [], [], 0.0
+    accs, set_accs, single_accs, seconds = [], [], [], 0.0
+    single = np.array([len(set(split_list_answer(a))) <= 1 for a in raw_answers])
     for f, test_images in enumerate(folds):
         is_test = np.isin(image_of, test_images)
         train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
@@ -409,9 +411,10 @@ def run_config(params: Params, questions: list[str], raw_answers: list[str], ima
         guesses = probs.argmax(1).tolist()
         accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses, test)])))
         as_set = item_sets(vocab, [raw_answers[i] for i in train])
-        set_accs.append(float(np.mean([as_set[vocab.answers[g]] == answer_key(raw_answers[i], "set")
-                                       for g, i in zip(guesses, test)])))
-    return accs, set_accs, seconds
+        right = np.array([as_set[vocab.answers[g]] == answer_key(raw_answers[i], "set") for g, i in zip(guesses, test)])
+        set_accs.append(float(right.mean()))
+        single_accs.append(float(right[single[test]].mean()))
+    return accs, set_accs, single_accs, seconds
 
 
 def item_sets(vocab: AnswerVocab, train_raw: list[str]) -> dict[str, str]:
@@ -608,14 +611,15 @@ def main() -> None:
             zoomed = zoom_views([images[n] for n in names], feat, args.zoom_views, args.feature_batch, CACHE,
                                 args.backbone, args.precision, args.zoom_min)
             views = torch.cat([feats.float()[None], zoomed.float()])
-        accs, set_accs, secs = run_config(params, questions, raw_answers, feats, image_of, folds, args.top_k, args.ensemble,
-                                views)
+        accs, set_accs, single_accs, secs = run_config(params, questions, raw_answers, feats, image_of, folds,
+                                                       args.top_k, args.ensemble, views)
         what = "question only" if feat == "none" else f"image {feat}"
         if fusion == "san":
             fusion = f"san x{hops}"
         print(f"{encoder:12s} {fusion:8s} {loss:14s} {what:18s} {report(accs)}  train {secs:6.1f} s "
               f"({secs / len(folds):.1f} s/fold)  load {load()}  ({fold_scores(accs)}); lists as sets "
-              f"{report(set_accs)} ({fold_scores(set_accs)})", flush=True)
+              f"{report(set_accs)} ({fold_scores(set_accs)}); single answers {report(single_accs)} "
+              f"({fold_scores(single_accs)})", flush=True)
 
 
 def fold_scores(accs: list[float]) -> str:

@@ -154,7 +154,9 @@ def write_vqa_report_inputs(root: Path, questions: list[str], answers: list[str]
     pd.DataFrame({"actual": answers[:n], "predicted": given}).to_csv(metrics / "confusion.csv", index=False)
     pd.DataFrame({"class": sorted(set(answers[:n])), "precision": 0.0, "recall": 0.0, "f1": 0.0,
                   "support": 1}).to_csv(metrics / "per_class.csv", index=False)
-    scores = {"questions": n, "vqa_accuracy": 0.0, "accuracy": 0.0, "per_answer_type": {answer_type: 0.0}}
+    scores = {"questions": n, "vqa_accuracy": 0.0, "accuracy": 0.0, "wups_0.9": 0.25, "wups_0.0": 0.5,
+              "per_answer_type": {answer_type: 0.0},
+              "single_answer": {"questions": n - 1, "accuracy": 0.0, "wups_0.9": 0.125, "wups_0.0": 0.375}}
     (metrics / "eval.json").write_text(json.dumps({"test": scores}, indent=2))
     _write_live(metrics / "train")
     return ReportInputs(metrics / "eval.json", metrics / "train", metrics / "per_class.csv", metrics / "confusion.csv",

@@ -63,6 +63,16 @@ def test_a_one_epoch_curve_is_a_dot_and_a_refit_head_says_what_its_val_figures_a
         assert said == params.head_refit
 
 
+def test_the_vqa_scores_show_wups_and_the_single_answer_part(tmp_path):
+    inputs = write_vqa_report_inputs(tmp_path, ["what is it?", "what is on it?"], ["circle", "book, pen"])
+    page, md, _ = _write(tmp_path, inputs, VQA)
+    scores = _section(page, "Test metrics")
+    # wups_0.9 has a dot of its own: it once fell out of the table with the nested scores
+    assert "wups_0.9" in scores and "0.2500" in scores and "wups_0.0" in scores
+    assert "Questions whose answer is one item, not a list" in scores and "0.1250" in scores
+    assert "| wups\\_0.9 | 0.2500 |" in md
+
+
 def test_the_page_loads_nothing_from_elsewhere(tmp_path):
     page, _, _ = _write(tmp_path, write_report_inputs(tmp_path, n_classes=10, n_test=300))
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)

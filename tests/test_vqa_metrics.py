@@ -38,6 +38,7 @@ def test_leave_one_out_normalization_and_types():
     assert m["per_answer_type"] == {"number": pytest.approx(0.95), "other": pytest.approx(0.3), "yes/no": 0.0}
     # plain accuracy against the most common human answer: "3" (row 0, 1), "dog", "no" -> 1 of 4
     assert m["accuracy"] == 0.25 and m["questions"] == 4 and "answerability" not in m
+    assert "single_answer" not in m  # no list answers: the whole split is the single-answer part
 
 
 def test_single_answer_sets_score_plain_accuracy():
@@ -46,6 +47,14 @@ def test_single_answer_sets_score_plain_accuracy():
     # the list answer "book, scissor" normalizes to "book scissor": 2 of 3 right either way
     assert m["vqa_accuracy"] == pytest.approx(2 / 3) and m["accuracy"] == pytest.approx(2 / 3)
     assert "per_answer_type" not in m
+    # DAQUAR's published figures score the questions whose answer is one item: "desk" and "lamp", 1 of 2
+    assert m["single_answer"]["questions"] == 2 and m["single_answer"]["accuracy"] == 0.5
+
+
+def test_a_list_of_one_item_repeated_is_a_single_answer():
+    p = preds([("lamp", ["lamp, lamp"], "", ""), ("chair", ["chair, table"], "", ""), ("desk", ["bed"], "", "")])
+    m = split_metrics(p, "set")["test"]
+    assert m["single_answer"]["questions"] == 2 and m["single_answer"]["accuracy"] == 0.5
 
 
 def test_list_answers_set_scores_a_list_in_any_order_as_daquars_accuracy_does():

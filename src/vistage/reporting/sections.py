@@ -85,8 +85,9 @@ def scores_heading(splits: dict) -> tuple[str, list[Text]]:
     if list(splits) != ["train"]:
         return "Test metrics", []
     return "Metrics on the training images", [Text(
-        "Nothing was held out (data.test_fraction and data.val_fraction are 0), so every score on this page is "
-        "on the data the model trained on: it measures fit, not how the model does on new data.", note=True)]
+        "Nothing was held out (no test split, and no val split or one the model trained on: head_refit), so every "
+        "score on this page is on the data the model trained on: it measures fit, not how the model does on new "
+        "data.", note=True)]
 
 
 def metrics_section(params, inputs: ReportInputs) -> Section:

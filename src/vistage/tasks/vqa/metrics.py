@@ -11,6 +11,11 @@ metrics/eval.json holds, per split (test first, then val):
 - `wups_0.9`, `wups_0.0`: DAQUAR's WUPS (wups.py: Wu-Palmer similarity over WordNet, list
   answers item by item) of the prediction against the most common human answer; with WordNet not
   installed (the optional extra `wups`), `wups_unavailable` says so instead;
+- `single_answer` (when some answers are lists, as DAQUAR's "book, scissor"): `questions`,
+  `accuracy` and WUPS of the questions whose answer is one item, not a list. DAQUAR's published
+  figures are on this part ("single answer", about 90% of its questions: Malinowski et al. 2015,
+  Ma et al. 2016's 23.4%, SAN's 29.3%), the whole set being their "multiple answers" (Ma et al.:
+  20.7%), so this is the figure to set beside them;
 - `answerability` (VizWiz, when `answerable` is given): `accuracy` of answerability read from the
   answer (predicting "unanswerable" says not answerable), and vqa_accuracy over the answerable
   and over the unanswerable questions.
@@ -34,7 +39,7 @@ import pandas as pd
 
 from ...errors import VistageError
 from ...evaluation import CALIBRATION_BINS, DIGITS, SplitRows
-from .answers import answer_key, normalize_answer, per_type_accuracy, vqa_accuracy
+from .answers import answer_key, normalize_answer, per_type_accuracy, split_list_answer, vqa_accuracy
 from .wups import wups_scores
 
 UNANSWERABLE = "unanswerable"
@@ -122,9 +127,22 @@ def vqa_metrics(pred: VqaPredictions, list_answers: str = "text") -> dict:
            **wups_scores(list(pred.answers), [most_common_as_given(a, list_answers) for a in human], DIGITS)}
     if scores["per_type"]:
         out["per_answer_type"] = scores["per_type"]
+    single = np.array([len(set(split_list_answer(most_common_as_given(a, list_answers)))) <= 1 for a in human])
+    if not single.all() and single.any():
+        out["single_answer"] = _single_answer(pred.rows(single), list_answers)
     if (pred.answerable != "").all():
         out["answerability"] = answerability(pred, human, list_answers)
     return out
+
+
+def _single_answer(pred: VqaPredictions, list_answers: str) -> dict:
+    """Plain accuracy and WUPS of `pred`'s questions (those whose answer is not a list)."""
+    human = pred.human_answers()
+    expected = [most_common(a, list_answers) for a in human]
+    plain = np.mean([answer_key(p, list_answers) == e for p, e in zip(pred.answers, expected)])
+    return {"questions": int(len(pred.index)), "accuracy": round(float(plain), DIGITS),
+            **{k: v for k, v in wups_scores(list(pred.answers), [most_common_as_given(a, list_answers) for a in human],
+                                            DIGITS).items() if k != "wups_unavailable"}}  # said once, above it
 
 
 def answerability(pred: VqaPredictions, human: list[list[str]], list_answers: str = "text") -> dict:
@@ -209,6 +227,9 @@ def evaluate(logits: Path, paths, list_answers: str = "text") -> list[str]:
         types = ", ".join(f"{t} {v:.4f}" for t, v in m.get("per_answer_type", {}).items())
         wups = f", WUPS@0.9 {m['wups_0.9']:.4f}, WUPS@0.0 {m['wups_0.0']:.4f}" if "wups_0.9" in m else \
             f" ({m['wups_unavailable']})"
+        single = m.get("single_answer")
+        one = f"; single answers ({single['questions']}, DAQUAR's published protocol): accuracy " \
+              f"{single['accuracy']:.4f}" if single else ""
         lines.append(f"{name}, {m['questions']} questions: VQA accuracy {m['vqa_accuracy']:.4f}, "
-                     f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}{wups}")
+                     f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}{wups}{one}")
     return lines + fit_note(summary)

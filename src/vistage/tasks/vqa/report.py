@@ -14,12 +14,21 @@ from ...reporting.sections import (change_section, curves_section, overlay_secti
 WRONG_ANSWERS = 24
 
 
+# eval.json's nested scores (metrics.py), each a table of its own under the split's own scores
+NESTED = (("VQA accuracy per answer type", "per_answer_type.", "answer type"),
+          ("Questions whose answer is one item, not a list (DAQUAR's published figures are on these)",
+           "single_answer.", "metric"),
+          ("Answerability", "answerability.", "metric"))
+
+
 def vqa_metrics_section(params, inputs) -> Section:
     splits = metrics_by_split(read_json(inputs.metrics))
     blocks = []
-    for title, prefix, name in (("", "", "metric"), ("VQA accuracy per answer type", "per_answer_type.", "answer type"),
-                                ("Answerability", "answerability.", "metric")):
-        keys = sorted({k for m in splits.values() for k in m if k.startswith(prefix) and (prefix or "." not in k)})
+    def shown(key: str, prefix: str) -> bool:  # "": the split's own scores (wups_0.9 has a dot of its own)
+        return key.startswith(prefix) if prefix else not any(key.startswith(n) for _, n, _ in NESTED)
+
+    for title, prefix, name in (("", "", "metric"), *NESTED):
+        keys = sorted({k for m in splits.values() for k in m if shown(k, prefix)})
         if keys:
             rows = [[k[len(prefix):], *(m.get(k, "") for m in splits.values())] for k in keys]
             blocks += ([Text(title)] if title else []) + [Table([name, *splits], rows)]
