@@ -12,10 +12,10 @@ metrics/eval.json holds, per split (test first, then val):
   answers item by item) of the prediction against the most common human answer; with WordNet not
   installed (the optional extra `wups`), `wups_unavailable` says so instead;
 - `single_answer` (when some answers are lists, as DAQUAR's "book, scissor"): `questions`,
-  `accuracy` and WUPS of the questions whose answer is one item, not a list. DAQUAR's published
-  figures are on this part ("single answer", about 90% of its questions: Malinowski et al. 2015,
-  Ma et al. 2016's 23.4%, SAN's 29.3%), the whole set being their "multiple answers" (Ma et al.:
-  20.7%), so this is the figure to set beside them;
+  `accuracy` and WUPS of the questions whose answer is one item, not a list. DAQUAR's papers
+  report this part apart ("single answer", about 90% of its questions) from all of them
+  ("multiple answers"): Ask Your Neurons 21.7% and 19.4%, Ma et al.'s CNN 23.4% and 20.7%; SAN's
+  table sets its 29.3% beside the single-answer figures. So this is the figure to set beside them;
 - `answerability` (VizWiz, when `answerable` is given): `accuracy` of answerability read from the
   answer (predicting "unanswerable" says not answerable), and vqa_accuracy over the answerable
   and over the unanswerable questions.
