@@ -228,6 +228,14 @@ def eval_rows(split: pd.DataFrame, split_path: Path) -> dict[str, np.ndarray]:
     return {name: split.loc[split["split"] == name, "index"].to_numpy() for name in names}
 
 
+def held_out(split: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The split as the checkpoint trained with `params` holds it out: with head_refit its head was
+    solved on the val images too, so they count as training images (REFIT_NOTE)."""
+    if params.get("head_refit"):
+        return split.assign(split=split["split"].replace("val", FIT_SPLIT))
+    return split
+
+
 def check_classes(checkpoint: Path, trained: list[str], store_dir: Path, data: list[str]) -> None:
     """A checkpoint predicts its own classes: on data with other classes its numbers would mean
     other things. One line naming the first difference."""
@@ -250,11 +258,8 @@ def predict_splits(trained, store, split_path: Path, checkpoint: Path, store_dir
     from .new_images import logits_with_progress
 
     check_classes(checkpoint, trained.classes, store_dir, store.classes)
-    split = load_split(split_path)
-    if trained.params.get("head_refit"):  # its head was solved on the val images too: they are training images
-        split = split.assign(split=split["split"].replace("val", FIT_SPLIT))
     logits, rows, splits = [], [], []
-    for name, idx in eval_rows(split, split_path).items():
+    for name, idx in eval_rows(held_out(load_split(split_path), trained.params), split_path).items():
         split_logits, split_rows = logits_with_progress(trained, store.images, idx, f"{len(idx)} {name} images")
         logits.append(split_logits.numpy().astype(np.float32))
         rows.append(split_rows)

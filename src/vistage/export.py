@@ -111,7 +111,7 @@ def _export_classifier(p, paths: ExportPaths, formats: list[str]) -> str:
     model = trained.model.to(memory_format=torch.contiguous_format)  # the exported graph takes plain NCHW
     served = Served(model, trained.normalize.size, trained.params.get("tta", ())).eval()
     name = trained.params["model"]
-    store, rows, split = _test_rows(paths)
+    store, rows, split = _test_rows(paths, trained.params)
     exported, runs, failed = {}, {}, {}
     with atomic_dir(paths.out) as tmp:
         for fmt in formats:
@@ -152,14 +152,16 @@ def _temperature(state: dict) -> float:
     return float(value) if value is not None else 1.0
 
 
-def _test_rows(paths: ExportPaths):
+def _test_rows(paths: ExportPaths, params: dict):
     """(store, the store rows of the test images, or of the validation ones without a test split,
-    or of the training ones without either (evaluation.scored_splits), its name)."""
+    or of the training ones without either (evaluation.scored_splits; val is training with
+    head_refit), its name)."""
     from .data.split import load_split
     from .data.store import load_store
-    from .evaluation import eval_rows
+    from .evaluation import eval_rows, held_out
 
-    name, rows = next(iter(eval_rows(load_split(paths.split), paths.split).items()))  # the headline split
+    split = held_out(load_split(paths.split), params)
+    name, rows = next(iter(eval_rows(split, paths.split).items()))  # the headline split
     return load_store(paths.store), np.sort(rows).astype(np.int64), name
 
 
