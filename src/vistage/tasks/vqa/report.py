@@ -24,6 +24,7 @@ NESTED = (("VQA accuracy per answer type", "per_answer_type.", "answer type"),
 def vqa_metrics_section(params, inputs) -> Section:
     splits = metrics_by_split(read_json(inputs.metrics))
     blocks = []
+
     def shown(key: str, prefix: str) -> bool:  # "": the split's own scores (wups_0.9 has a dot of its own)
         return key.startswith(prefix) if prefix else not any(key.startswith(n) for _, n, _ in NESTED)
 
