@@ -11,7 +11,8 @@ metrics/eval.json holds, per split (test first, then val):
 - `wups_0.9`, `wups_0.0`: DAQUAR's WUPS (wups.py: Wu-Palmer similarity over WordNet, list
   answers item by item) of the prediction against the most common human answer; with WordNet not
   installed (the optional extra `wups`), `wups_unavailable` says so instead;
-- `single_answer` (when some answers are lists, as DAQUAR's "book, scissor"): `questions`,
+- `single_answer` (with `vqa.list_answers: set`, when some answers are lists, as DAQUAR's "book,
+  scissor"): `questions`,
   `accuracy` and WUPS of the questions whose answer is one item, not a list. DAQUAR's papers
   report this part apart ("single answer", about 90% of its questions) from all of them
   ("multiple answers"): Ask Your Neurons 21.7% and 19.4%, Ma et al.'s CNN 23.4% and 20.7%; SAN's
@@ -127,9 +128,10 @@ def vqa_metrics(pred: VqaPredictions, list_answers: str = "text") -> dict:
            **wups_scores(list(pred.answers), [most_common_as_given(a, list_answers) for a in human], DIGITS)}
     if scores["per_type"]:
         out["per_answer_type"] = scores["per_type"]
-    single = np.array([len(set(split_list_answer(most_common_as_given(a, list_answers)))) <= 1 for a in human])
-    if not single.all() and single.any():
-        out["single_answer"] = _single_answer(pred.rows(single), list_answers)
+    if list_answers == "set":  # the data reads its commas as lists (DAQUAR): score the one-item part apart
+        single = np.array([len(split_list_answer(most_common(a, list_answers))) <= 1 for a in human])
+        if not single.all() and single.any():
+            out["single_answer"] = _single_answer(pred.rows(single), list_answers)
     if (pred.answerable != "").all():
         out["answerability"] = answerability(pred, human, list_answers)
     return out
@@ -228,7 +230,7 @@ def evaluate(logits: Path, paths, list_answers: str = "text") -> list[str]:
         wups = f", WUPS@0.9 {m['wups_0.9']:.4f}, WUPS@0.0 {m['wups_0.0']:.4f}" if "wups_0.9" in m else \
             f" ({m['wups_unavailable']})"
         single = m.get("single_answer")
-        one = f"; single answers ({single['questions']}, DAQUAR's published protocol): accuracy " \
+        one = f"; single answers ({single['questions']} questions, the part DAQUAR's papers report): accuracy " \
               f"{single['accuracy']:.4f}" if single else ""
         lines.append(f"{name}, {m['questions']} questions: VQA accuracy {m['vqa_accuracy']:.4f}, "
                      f"accuracy {m['accuracy']:.4f}{f' ({types})' if types else ''}{wups}{one}")
