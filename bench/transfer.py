@@ -3,26 +3,26 @@
 Linear probe: scikit-learn's LogisticRegression on the frozen backbone's features (the pooled
 pre-logits of tf_efficientnet_lite0 with its packaged ImageNet weights) of the photos stored at
 224 px, as issue 18's probe saw them (`--probe-size`; 0: at `--size`, the features the recipe
-reads), C chosen on the val split from the same grid as `head: solve` (head_solve.C_GRID). vistage: the train stage's loop
-with recipes/pets-transfer.yaml's params (its data block aside), each `--setup` a variant of them;
-its best-by-val checkpoint scored on the test split as the predict stage scores it. By default on
-5 stratified folds, each the test split once and the next one validation, so every image is scored
-once by a model that never saw it.
+reads), C chosen on the val split from the same grid as `head: solve` (head_solve.C_GRID).
+vistage: the train stage's loop with recipes/pets-transfer.yaml's params (its data block aside),
+each `--setup` a variant of them; its best-by-val checkpoint scored on the test split as the
+predict stage scores it. By default on 5 stratified folds, each the test split once and the next
+one validation, so every image is scored once by a model that never saw it.
 
 Data (`--data`): `pets` (../shared/datasets/oxford-pets-sample.tar, 370 photos of 37 breeds),
 `tiny` (../shared/datasets/tiny-imagenet-200-train.tar: `--classes` of its 200 classes, spread
 over its sorted WordNet ids, all 50 images of each, 64x64; read through a CSV as
 recipes/tiny_imagenet_csv.py writes it), or the path of any folder or archive of <class>/<image>.
 
-    python bench/transfer.py [--data pets|tiny|PATH] [--size 224] [--probe-size 224|0] [--resize crop|pad|squash]
-        [--folds 5] [--max-folds 3 | --fold 1 --fold 2] [-S key=value ...] [--setup "key=value key=value" ...]
-        [--probe-only] [--json results.json]
+    python bench/transfer.py [--data pets|tiny|PATH] [--size 224] [--probe-size 224|0]
+        [--resize crop|pad|squash] [--folds 5] [--max-folds 3 | --fold 1 --fold 2] [-S key=value ...]
+        [--setup "key=value key=value" ...] [--probe-only] [--json results.json]
 
 Prints, per fold and pooled over every test image: test accuracy and expected calibration error
-(15 bins, evaluate's) of the probe (and the test accuracy of the probe refit on train + val at its
-C, the counterpart of head_refit: true) and of each setup, the C each chose, which checkpoint each run
-kept, and its time split into feature extraction, head solve and the rest of the run (fine-tuning
-with its validation, plus building the model and writing checkpoints).
+(15 bins, evaluate's) of the probe (and the test accuracy of the probe refit on train + val at
+its C, the counterpart of head_refit: true) and of each setup, the C each chose, which checkpoint
+each run kept, and its time split into feature extraction, head solve and the rest of the run
+(fine-tuning with its validation, plus building the model and writing checkpoints).
 """
 
 import argparse

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from vistage.params import Params  # noqa: E402
-from vistage.tasks.vqa.answers import LIST_ANSWERS, AnswerVocab, answer_key, split_list_answer  # noqa: E402
+from vistage.tasks.vqa.answers import LIST_ANSWERS, AnswerVocab, answer_key, is_single_answer  # noqa: E402
 from vistage.tasks.vqa.features import backbone_features  # noqa: E402
 from vistage.tasks.vqa.losses import vqa_loss  # noqa: E402
 from vistage.tasks.vqa.losses import EachHead  # noqa: E402
@@ -386,11 +386,11 @@ def run_config(params: Params, questions: list[str], raw_answers: list[str], ima
     """Per-fold exact-match accuracy on the unseen images (answers as LIST_ANSWERS reads them),
     the same scored as DAQUAR's script does (list answers as sets of items), that on the questions
     whose answer is one item (the "single answer" part DAQUAR's published figures score), and the
-    total train seconds (`ensemble`: that many heads per fold, of different seeds, voting by their mean answer
-    probabilities)."""
+    total train seconds (`ensemble`: that many heads per fold, of different seeds, voting by their
+    mean answer probabilities)."""
     answers = [answer_key(a, LIST_ANSWERS_MODE) for a in raw_answers]
     accs, set_accs, single_accs, seconds = [], [], [], 0.0
-    single = np.array([len(set(split_list_answer(a))) <= 1 for a in raw_answers])
+    single = np.array([is_single_answer(a) for a in raw_answers])
     for f, test_images in enumerate(folds):
         is_test = np.isin(image_of, test_images)
         train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
@@ -411,7 +411,8 @@ def run_config(params: Params, questions: list[str], raw_answers: list[str], ima
         guesses = probs.argmax(1).tolist()
         accs.append(float(np.mean([vocab.answers[g] == answers[i] for g, i in zip(guesses, test)])))
         as_set = item_sets(vocab, [raw_answers[i] for i in train])
-        right = np.array([as_set[vocab.answers[g]] == answer_key(raw_answers[i], "set") for g, i in zip(guesses, test)])
+        right = np.array([as_set[vocab.answers[g]] == answer_key(raw_answers[i], "set")
+                          for g, i in zip(guesses, test)])
         set_accs.append(float(right.mean()))
         single_accs.append(float(right[single[test]].mean()))
     return accs, set_accs, single_accs, seconds

@@ -142,7 +142,7 @@ def training_section(params, inputs: ReportInputs) -> Section:
     # DVCLive counts steps from 0: show the number of epochs trained instead
     epochs_trained = [["epochs trained", train_metrics.pop("step") + 1]] if "step" in train_metrics else []
     blocks = [Table(["metric", "value"], epochs_trained + _flatten(train_metrics))]
-    if getattr(params, "head_refit", False):
+    if params.head_refit:
         blocks.append(Text("val: the solved head's before its refit on the train and val images (head_refit: true), "
                            "while val was held out; best.pt has seen val, so the metrics above are the test "
                            "split's alone.", note=True))

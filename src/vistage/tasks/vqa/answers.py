@@ -123,6 +123,11 @@ def split_list_answer(text: str) -> list[str]:
     return [item for item in items if item]
 
 
+def is_single_answer(text: str) -> bool:
+    """One item, not a list ("lamp, lamp" is one): the "single answer" part DAQUAR's papers score apart."""
+    return len(set(split_list_answer(text))) <= 1
+
+
 # How a list answer ("book, scissor") is read. "text": the official VQA normalization, commas
 # dropped and order kept ("book scissor" is not "scissor book"), as VQA v2 and VizWiz score.
 # "set": its items, each once, in alphabetical order ("book, scissor" is "scissor, book"), as

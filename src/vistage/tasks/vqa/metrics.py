@@ -40,7 +40,7 @@ import pandas as pd
 
 from ...errors import VistageError
 from ...evaluation import CALIBRATION_BINS, DIGITS, SplitRows
-from .answers import answer_key, normalize_answer, per_type_accuracy, split_list_answer, vqa_accuracy
+from .answers import answer_key, is_single_answer, normalize_answer, per_type_accuracy, vqa_accuracy
 from .wups import wups_scores
 
 UNANSWERABLE = "unanswerable"
@@ -121,30 +121,27 @@ def vqa_metrics(pred: VqaPredictions, list_answers: str = "text") -> dict:
     typed = (pred.answer_types != "").all()
     scores = per_type_accuracy(list(pred.answers), human, list(pred.answer_types) if typed else None, DIGITS,
                                list_answers)
-    expected = [most_common(a, list_answers) for a in human]
-    plain = np.mean([answer_key(p, list_answers) == e for p, e in zip(pred.answers, expected)])
-    out = {"questions": int(len(pred.index)), "vqa_accuracy": scores["overall"],
-           "accuracy": round(float(plain), DIGITS),
-           **wups_scores(list(pred.answers), [most_common_as_given(a, list_answers) for a in human], DIGITS)}
+    out = {"questions": int(len(pred.index)), "vqa_accuracy": scores["overall"], **_plain_scores(pred, list_answers)}
     if scores["per_type"]:
         out["per_answer_type"] = scores["per_type"]
     if list_answers == "set":  # the data reads its commas as lists (DAQUAR): score the one-item part apart
-        single = np.array([len(split_list_answer(most_common(a, list_answers))) <= 1 for a in human])
+        single = np.array([is_single_answer(most_common(a, list_answers)) for a in human])
         if not single.all() and single.any():
-            out["single_answer"] = _single_answer(pred.rows(single), list_answers)
+            part = pred.rows(single)
+            out["single_answer"] = {"questions": int(len(part.index)), **{  # wups_unavailable: said once, above
+                k: v for k, v in _plain_scores(part, list_answers).items() if k != "wups_unavailable"}}
     if (pred.answerable != "").all():
         out["answerability"] = answerability(pred, human, list_answers)
     return out
 
 
-def _single_answer(pred: VqaPredictions, list_answers: str) -> dict:
-    """Plain accuracy and WUPS of `pred`'s questions (those whose answer is not a list)."""
+def _plain_scores(pred: VqaPredictions, list_answers: str) -> dict:
+    """`accuracy` (against the most common human answer) and WUPS of `pred`'s questions."""
     human = pred.human_answers()
     expected = [most_common(a, list_answers) for a in human]
     plain = np.mean([answer_key(p, list_answers) == e for p, e in zip(pred.answers, expected)])
-    return {"questions": int(len(pred.index)), "accuracy": round(float(plain), DIGITS),
-            **{k: v for k, v in wups_scores(list(pred.answers), [most_common_as_given(a, list_answers) for a in human],
-                                            DIGITS).items() if k != "wups_unavailable"}}  # said once, above it
+    return {"accuracy": round(float(plain), DIGITS),
+            **wups_scores(list(pred.answers), [most_common_as_given(a, list_answers) for a in human], DIGITS)}
 
 
 def answerability(pred: VqaPredictions, human: list[list[str]], list_answers: str = "text") -> dict:
