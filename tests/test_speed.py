@@ -137,6 +137,22 @@ def test_translate_shifts_within_pad():
         assert (img[2:7, 2:7] == centre).any()
 
 
+def test_frozen_backbone_keeps_its_statistics_and_the_dropout_before_the_classifier():
+    """A linear probe: the backbone in eval mode, but the model's own flag in training mode, so
+    timm's drop_rate (dropout before the classifier) still applies."""
+    from vistage.models import train_mode
+
+    model = build_model("resnet18", 3, drop_rate=0.5)
+    train_mode(model, backbone_frozen=True)
+    assert model.training and model.fc.training
+    assert not any(m.training for name, m in model.named_modules() if name and not name.startswith("fc"))
+    x = torch.randn(4, 3, 32, 32)
+    running = model.bn1.running_mean.clone()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))  # dropout on the pooled features
+    assert torch.equal(model.bn1.running_mean, running)
+
+
 def test_freeze_norm_keeps_batchnorm_statistics_in_fine_tuning():
     from vistage.models import train_mode
 

@@ -227,15 +227,32 @@ def train_mode(model: nn.Module, backbone_frozen: bool, norm_frozen: bool = Fals
     """model.train(), except that a frozen backbone stays in eval mode, so its BatchNorm running
     statistics (from pretraining) are not re-estimated on the new data: a true linear probe.
     `norm_frozen` keeps every BatchNorm layer in eval mode in fine-tuning too: small batches of a
-    small data set would otherwise replace the pretrained statistics with noisy ones."""
+    small data set would otherwise replace the pretrained statistics with noisy ones.
+
+    With the backbone frozen, the modules that hold the classifier (the model itself, VQA's
+    VqaHeads and each head) are in training mode too, though not their backbone parts: a container
+    may act on its own flag (VqaHeads trains each head on its own loss, and answers by their mean
+    only in eval; timm applies drop_rate before the classifier), and the whole model in eval mode
+    had trained the mean of vqa.heads' heads as one model, 0.9 points below them on DAQUAR."""
     model.train()
     if backbone_frozen:
+        head = classifier(model)
         model.eval()
-        classifier(model).train()
+        head.train()
+        for module in _holders(model, head):
+            module.training = True  # this module's own flag; its other children stay in eval
     elif norm_frozen:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
+
+
+def _holders(model: nn.Module, part: nn.Module) -> list[nn.Module]:
+    """The modules of `model` that contain a module of `part` (its ancestors in `model`), `model` included."""
+    inside = {id(m) for m in part.modules()}
+    names = [name for name, m in model.named_modules() if id(m) in inside]
+    prefixes = {".".join(name.split(".")[:k]) for name in names for k in range(name.count(".") + 1 if name else 0)}
+    return [m for name, m in model.named_modules() if name in prefixes and id(m) not in inside]
 
 
 class PowerNormLinear(nn.Linear):
