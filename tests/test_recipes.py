@@ -65,7 +65,7 @@ DEFINING["pets-transfer"] = {"model": "tf_efficientnet_lite0", "pretrained": Tru
                              "data.path": "../shared/datasets/oxford-pets-sample.tar"}
 DEFINING["daquar"] = {"task": "vqa", "vqa.source": "csv", "data.path": "../shared/datasets/daquar-train.tar",
                       "pretrained": True, "freeze": "backbone", "freeze_epochs": 0, "augment": [],
-                      "precision": "bf16", "channels_last": True}
+                      "precision": "bf16", "channels_last": True, "data.val_fraction": 0.0}
 for _name in ("r3-scratch", "r3-frozen", "r3-finetune", "r3-two-stage", "cifar10-cpu", "cifar10-gpu"):
     DEFINING[_name] |= {"data.source": "folder", "data.path": "../shared/datasets/cifar10-train.tar"}
 
