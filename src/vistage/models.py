@@ -232,8 +232,8 @@ def train_mode(model: nn.Module, backbone_frozen: bool, norm_frozen: bool = Fals
     With the backbone frozen, the modules that hold the classifier (the model itself, VQA's
     VqaHeads and each head) are in training mode too, though not their backbone parts: a container
     may act on its own flag (VqaHeads trains each head on its own loss, and answers by their mean
-    only in eval; timm applies drop_rate before the classifier), and the whole model in eval mode
-    had trained the mean of vqa.heads' heads as one model, 0.9 points below them on DAQUAR."""
+    only in eval; timm applies drop_rate before the classifier). The whole model in eval mode had
+    trained vqa.heads' mean as one model (recipes/README.md, "The heads trained as one")."""
     model.train()
     if backbone_frozen:
         head = classifier(model)
