@@ -250,9 +250,7 @@ def train_mode(model: nn.Module, backbone_frozen: bool, norm_frozen: bool = Fals
 def _holders(model: nn.Module, part: nn.Module) -> list[nn.Module]:
     """The modules of `model` that contain a module of `part` (its ancestors in `model`), `model` included."""
     inside = {id(m) for m in part.modules()}
-    names = [name for name, m in model.named_modules() if id(m) in inside]
-    prefixes = {".".join(name.split(".")[:k]) for name in names for k in range(name.count(".") + 1 if name else 0)}
-    return [m for name, m in model.named_modules() if name in prefixes and id(m) not in inside]
+    return [m for m in model.modules() if id(m) not in inside and any(id(d) in inside for d in m.modules())]
 
 
 class PowerNormLinear(nn.Linear):
